@@ -1,0 +1,183 @@
+"""Figures for every lab, in one style: image grids, loss curves.
+
+Every function returns a ``matplotlib.figure.Figure`` that is not registered with pyplot,
+so a notebook shows it exactly once (as a cell's last value or with ``display(fig)``),
+tests can inspect it, and no figures pile up in memory.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Optional, Sequence, Union
+
+import io
+
+import matplotlib
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+# Okabe & Ito (2008): distinguishable with the common forms of colour blindness.
+COLORS = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
+LINESTYLES = ("-", "--", "-.", ":")
+STYLE = {
+    "axes.prop_cycle": matplotlib.cycler(color=COLORS),
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.titlesize": 11,
+    "axes.labelsize": 10,
+    "legend.fontsize": 9,
+    "legend.frameon": False,
+    "figure.dpi": 100,
+    "savefig.dpi": 100,
+    "image.cmap": "gray",
+}
+
+def _png(fig: Figure) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def _register_notebook_display() -> None:
+    """Let Jupyter show a returned Figure even when pyplot's inline backend never started."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None or not hasattr(shell, "display_formatter"):
+        return
+    png_formatter = shell.display_formatter.formatters["image/png"]
+    try:
+        png_formatter.lookup_by_type(Figure)  # pyplot's inline backend already shows figures
+    except KeyError:
+        png_formatter.for_type(Figure, _png)
+
+
+_register_notebook_display()
+
+ImageRows = Union[torch.Tensor, np.ndarray, Sequence[Union[torch.Tensor, np.ndarray]]]
+
+
+def new_figure(nrows: int = 1, ncols: int = 1, *, size: tuple[float, float] | None = None,
+               **subplot_kw) -> tuple[Figure, np.ndarray]:
+    """A course-styled figure and a 2-D array of axes (``axes[row, col]``)."""
+    if nrows < 1 or ncols < 1:
+        raise ValueError(f"a figure needs at least one row and one column, got {nrows}x{ncols}")
+    size = size or (4.2 * ncols, 3.2 * nrows)
+    with matplotlib.rc_context(STYLE):
+        fig = Figure(figsize=size, layout="constrained")
+        axes = fig.subplots(nrows, ncols, squeeze=False, subplot_kw=subplot_kw or None)
+    return fig, axes
+
+
+def _as_image_batch(images: torch.Tensor | np.ndarray, name: str) -> np.ndarray:
+    array = images.detach().cpu().float().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
+    if array.ndim == 4 and array.shape[1] == 1:
+        array = array[:, 0]
+    elif array.ndim == 2 and array.shape[1] == 784:
+        array = array.reshape(-1, 28, 28)
+    if array.ndim != 3:
+        raise ValueError(
+            f"{name} must be images shaped (N, 1, H, W), (N, H, W) or flat (N, 784); got shape {tuple(array.shape)}"
+        )
+    return array
+
+
+def show_images(
+    rows: ImageRows,
+    *,
+    row_titles: Optional[Sequence[str]] = None,
+    titles: Optional[Sequence[str]] = None,
+    ncols: Optional[int] = None,
+    title: Optional[str] = None,
+    vmin: float = 0.0,
+    vmax: float = 1.0,
+    cell_size: float = 1.0,
+) -> Figure:
+    """A grid of grey images: one row per batch in ``rows`` (e.g. original / noisy / reconstruction).
+
+    A single tensor (N, 1, H, W) is wrapped into rows of ``ncols`` images (default 10).
+    ``titles`` label the columns (e.g. digit labels), ``row_titles`` the rows.
+    """
+    if isinstance(rows, (torch.Tensor, np.ndarray)):
+        batch = _as_image_batch(rows, "images")
+        ncols = ncols or min(10, len(batch))
+        grid = [batch[i:i + ncols] for i in range(0, len(batch), ncols)]
+    else:
+        grid = [_as_image_batch(r, f"rows[{i}]") for i, r in enumerate(rows)]
+        ncols = ncols or max(len(r) for r in grid)
+        grid = [r[:ncols] for r in grid]
+    if not grid or ncols == 0:
+        raise ValueError("show_images got no images")
+    if row_titles is not None and len(row_titles) != len(grid):
+        raise ValueError(f"got {len(row_titles)} row_titles for {len(grid)} rows")
+    fig, axes = new_figure(len(grid), ncols, size=(cell_size * ncols + (1.2 if row_titles else 0.2),
+                                                   cell_size * len(grid) + (0.4 if title else 0.1)))
+    for r, batch in enumerate(grid):
+        for c in range(ncols):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if c < len(batch):
+                ax.imshow(batch[c], cmap="gray", vmin=vmin, vmax=vmax, interpolation="nearest")
+                if titles is not None and r == 0 and c < len(titles):
+                    ax.set_title(str(titles[c]), fontsize=9)
+        if row_titles is not None:
+            axes[r, 0].set_ylabel(row_titles[r], rotation=0, ha="right", va="center", fontsize=10)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_curves(
+    curves: Mapping[str, Sequence[float]],
+    *,
+    xlabel: str = "epoch",
+    ylabel: str = "loss",
+    title: Optional[str] = None,
+    logy: bool = False,
+    ax=None,
+    x_start: int = 1,
+) -> Figure:
+    """Line plot of named curves (e.g. {"train": [...], "test": [...]}), x counted from ``x_start``."""
+    if not curves:
+        raise ValueError("plot_curves needs at least one named curve")
+    if ax is None:
+        fig, axes = new_figure()
+        ax = axes[0, 0]
+    else:
+        fig = ax.figure
+    for i, (name, values) in enumerate(curves.items()):
+        values = [float(v) for v in values]
+        xs = np.arange(x_start, x_start + len(values))
+        ax.plot(xs, values, label=name, color=COLORS[i % len(COLORS)],
+                linestyle=LINESTYLES[(i // len(COLORS)) % len(LINESTYLES)], marker="o" if len(values) < 15 else None,
+                markersize=3)
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.legend()
+    return fig
+
+
+def plot_history(histories, *, title: Optional[str] = None, logy: bool = False, ylabel: str = "loss") -> Figure:
+    """Train (solid) and validation curves of one History or a {name: History} mapping."""
+    if not isinstance(histories, Mapping):
+        histories = {"": histories}
+    curves: dict[str, Sequence[float]] = {}
+    for name, history in histories.items():
+        prefix = f"{name} " if name else ""
+        if not hasattr(history, "train_loss"):
+            raise TypeError(f"plot_history expects History objects from fit(), got {type(history).__name__}")
+        curves[f"{prefix}train"] = history.train_loss
+        if history.val_loss:
+            curves[f"{prefix}validation"] = history.val_loss
+    return plot_curves(curves, title=title, logy=logy, ylabel=ylabel)

@@ -1,0 +1,101 @@
+"""Seeds, devices, fast mode and the torch thread policy (used by every lab)."""
+from __future__ import annotations
+
+import os
+import random
+from typing import TypeVar
+
+import numpy as np
+import torch
+
+T = TypeVar("T")
+
+_FALSE_WORDS = {"", "0", "false", "no", "off"}
+_KNOWN_DEVICES = ("cpu", "cuda", "mps")
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() not in _FALSE_WORDS
+
+
+def fast_mode() -> bool:
+    """True when the environment variable ``CI`` or ``LABS_FAST`` is set (to anything but 0/false).
+
+    Fast mode shrinks data and epochs so a notebook runs in about a minute (CI, nbval).
+    """
+    return _env_flag("CI") or _env_flag("LABS_FAST")
+
+
+def by_mode(full: T, fast: T) -> T:
+    """Return ``fast`` in fast mode and ``full`` otherwise, e.g. ``epochs = by_mode(full=30, fast=2)``."""
+    return fast if fast_mode() else full
+
+
+def set_seed(seed: int = 0) -> None:
+    """Seed Python, NumPy and torch (all devices) so a rerun gives the same numbers."""
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds CUDA and MPS generators
+
+
+def get_device(prefer: str | None = None) -> torch.device:
+    """The best available device: cuda, then mps, then cpu.
+
+    ``prefer`` (or the environment variable ``LABS_DEVICE``) forces one of "cpu", "cuda", "mps".
+    """
+    choice = prefer if prefer is not None else os.environ.get("LABS_DEVICE") or None
+    if choice is not None:
+        kind = str(choice).split(":")[0].lower()
+        if kind not in _KNOWN_DEVICES:
+            raise ValueError(f"Unknown device {choice!r}: use one of {', '.join(_KNOWN_DEVICES)}.")
+        if kind == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("Device 'cuda' was asked for but torch sees no CUDA GPU; use 'cpu' instead.")
+        if kind == "mps" and not _mps_available():
+            raise RuntimeError("Device 'mps' was asked for but this torch has no MPS backend; use 'cpu'.")
+        return torch.device(str(choice))
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if _mps_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def recommended_threads() -> int:
+    """How many CPU threads torch should use.
+
+    On a small, busy machine torch's default (one thread per core, spin-waiting) made an
+    epoch 3-80x slower than a single thread. We use 1 thread on machines with <= 2 cores
+    and half the cores (at most 4) elsewhere. ``LABS_THREADS`` overrides this.
+    """
+    override = os.environ.get("LABS_THREADS", "").strip()
+    if override:
+        if not override.isdigit() or int(override) < 1:
+            raise ValueError(f"LABS_THREADS must be a positive integer, got {override!r}")
+        return int(override)
+    cores = os.cpu_count() or 1
+    return 1 if cores <= 2 else min(4, cores // 2)
+
+
+def configure_threads() -> int:
+    """Apply :func:`recommended_threads` to torch and return the number used."""
+    threads = recommended_threads()
+    torch.set_num_threads(threads)
+    return threads
+
+
+def setup_lab(seed: int = 0, device: str | None = None, verbose: bool = True) -> torch.device:
+    """One call at the top of every lab: seed, thread policy, device; prints a one-line summary."""
+    set_seed(seed)
+    threads = configure_threads()
+    dev = get_device(device)
+    if verbose:
+        mode = "fast (CI/LABS_FAST)" if fast_mode() else "full"
+        print(f"torch {torch.__version__} | device: {dev} | mode: {mode} | CPU threads: {threads} | seed: {seed}")
+    return dev
