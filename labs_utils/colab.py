@@ -13,11 +13,12 @@ SETUP_CELL_TAG = "setup"
 
 def setup_cell_source(repo_url: str = REPO_URL) -> str:
     """Source of the first code cell of every lab notebook."""
+    install = f"git+{repo_url}.git"
     return (
         "# Set-up: in Colab this installs the course helpers (labs_utils); elsewhere it does nothing.\n"
         "import importlib.util, subprocess, sys\n"
         "if importlib.util.find_spec(\"labs_utils\") is None:\n"
-        f"    subprocess.run([sys.executable, \"-m\", \"pip\", \"install\", \"-q\", \"git+{repo_url}.git\"], check=True)"
+        f"    subprocess.run([sys.executable, \"-m\", \"pip\", \"install\", \"-q\", \"{install}\"], check=True)"
     )
 
 

@@ -8,6 +8,7 @@ warns once, saying why and how to get the full set.
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 import zipfile
 from functools import lru_cache
@@ -100,15 +101,16 @@ def _load_uint8(split: str, root: str) -> tuple[torch.Tensor, torch.Tensor]:
             _SOURCE[split] = ("torchvision", "")
             return images, labels
         except Exception as exc:  # any failure: no torchvision, no network, partial files, ...
-            reason = f"torchvision could not provide MNIST: {type(exc).__name__}: {_first_line(exc)}"
+            reason = f"torchvision could not provide MNIST: {type(exc).__name__}: {_one_line(exc)}"
     _SOURCE[split] = ("bundled", reason)
     _warn_once(reason)
     return load_bundled(split)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else "no message"
+def _one_line(exc: BaseException, limit: int = 160) -> str:
+    """The exception's message on one line, shortened (torchvision's are several lines long)."""
+    text = " ".join(str(exc).split()) or "no message"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _warn_once(reason: str) -> None:
@@ -121,8 +123,16 @@ def _warn_once(reason: str) -> None:
         "For the full 70,000 digits, run once with internet access (torchvision downloads them to "
         f"{default_root()}), or set LABS_DATA_DIR to a folder that already holds torchvision's MNIST.",
         BundledDataWarning,
-        stacklevel=4,
+        stacklevel=_first_frame_outside_package(),
     )
+
+
+def _first_frame_outside_package() -> int:
+    """The ``stacklevel`` that makes a warning point at the caller's code, not at labs_utils."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and str(frame.f_globals.get("__name__", "")).startswith("labs_utils"):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _load_torchvision(split: str, root: Path) -> tuple[torch.Tensor, torch.Tensor]:
@@ -149,7 +159,7 @@ def load_bundled(split: str, path: Path | None = None) -> tuple[torch.Tensor, to
             labels = archive[f"{split}_labels"]
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise BundledDataError(
-            f"The bundled MNIST file {path} is corrupted ({type(exc).__name__}: {_first_line(exc)}). {REBUILD_HINT}"
+            f"The bundled MNIST file {path} is corrupted ({type(exc).__name__}: {_one_line(exc)}). {REBUILD_HINT}"
         ) from exc
     n = BUNDLED_SIZES[split]
     problems = []

@@ -6,9 +6,9 @@ tests can inspect it, and no figures pile up in memory.
 """
 from __future__ import annotations
 
-from typing import Mapping, Optional, Sequence, Union
-
 import io
+from collections.abc import Mapping, Sequence
+from typing import Union
 
 import matplotlib
 import numpy as np
@@ -88,10 +88,10 @@ def _as_image_batch(images: torch.Tensor | np.ndarray, name: str) -> np.ndarray:
 def show_images(
     rows: ImageRows,
     *,
-    row_titles: Optional[Sequence[str]] = None,
-    titles: Optional[Sequence[str]] = None,
-    ncols: Optional[int] = None,
-    title: Optional[str] = None,
+    row_titles: Sequence[str] | None = None,
+    titles: Sequence[str] | None = None,
+    ncols: int | None = None,
+    title: str | None = None,
     vmin: float = 0.0,
     vmax: float = 1.0,
     cell_size: float = 1.0,
@@ -139,7 +139,7 @@ def plot_curves(
     *,
     xlabel: str = "epoch",
     ylabel: str = "loss",
-    title: Optional[str] = None,
+    title: str | None = None,
     logy: bool = False,
     ax=None,
     x_start: int = 1,
@@ -168,7 +168,7 @@ def plot_curves(
     return fig
 
 
-def plot_history(histories, *, title: Optional[str] = None, logy: bool = False, ylabel: str = "loss") -> Figure:
+def plot_history(histories, *, title: str | None = None, logy: bool = False, ylabel: str = "loss") -> Figure:
     """Train (solid) and validation curves of one History or a {name: History} mapping."""
     if not isinstance(histories, Mapping):
         histories = {"": histories}

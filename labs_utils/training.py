@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, Optional, Sequence, Tuple
+from typing import Any, Callable
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-BatchFn = Callable[[Any], Tuple[torch.Tensor, torch.Tensor]]
+BatchFn = Callable[[Any], tuple[torch.Tensor, torch.Tensor]]
 MetricFn = Callable[[torch.Tensor, torch.Tensor], float]
 
 
@@ -20,7 +21,7 @@ class History:
 
     train_loss: list = field(default_factory=list)
     val_loss: list = field(default_factory=list)
-    val_metrics: Dict[str, list] = field(default_factory=dict)
+    val_metrics: dict[str, list] = field(default_factory=dict)
     step_loss: list = field(default_factory=list)
     seconds: float = 0.0
 
@@ -66,7 +67,7 @@ def evaluate(
     *,
     device: torch.device | str | None = None,
     batch_fn: BatchFn = supervised_batch,
-    metrics: Optional[Dict[str, MetricFn]] = None,
+    metrics: dict[str, MetricFn] | None = None,
 ) -> dict[str, float]:
     """Mean loss (and metrics) per sample over ``loader`` in eval mode; returns {"loss": ..., name: ...}."""
     device = torch.device(device) if device is not None else _model_device(model)
@@ -101,7 +102,7 @@ def fit(
     device: torch.device | str | None = None,
     val_loader: Iterable | None = None,
     batch_fn: BatchFn = supervised_batch,
-    metrics: Optional[Dict[str, MetricFn]] = None,
+    metrics: dict[str, MetricFn] | None = None,
     progress: bool = True,
     desc: str = "training",
 ) -> History:

@@ -6,11 +6,12 @@ nbval. In a live notebook with ipywidgets, sliders appear below and redraw that 
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Sequence, Tuple, Union
+from collections.abc import Sequence
+from typing import Any, Callable, Union
 
 from matplotlib.figure import Figure
 
-SliderSpec = Union[Tuple[float, float, float, float], Sequence[Any], Any]
+SliderSpec = Union[tuple[float, float, float, float], Sequence[Any], Any]
 
 
 def _make_control(name: str, spec: SliderSpec):
@@ -38,7 +39,7 @@ def _default(spec: SliderSpec) -> Any:
     return list(spec)[0]
 
 
-def slider_figure(draw: Callable[..., Figure], **controls: SliderSpec) -> Dict[str, Any]:
+def slider_figure(draw: Callable[..., Figure], **controls: SliderSpec) -> dict[str, Any]:
     """Display ``draw(**defaults)`` and, in a live notebook, sliders that redraw it in place.
 
     Returns the default values used for the static figure.

@@ -27,7 +27,9 @@ def execute(path: Path, fast: bool, timeout: int) -> float:
         os.environ["LABS_FAST"] = "1"
     nb = nbformat.read(path, as_version=4)
     start = time.perf_counter()
-    NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    resources = {"metadata": {"path": str(path.parent)}}  # cells run with the notebook's folder as cwd
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources=resources)
+    client.execute()
     seconds = time.perf_counter() - start
     nbformat.write(nb, path)
     return seconds

@@ -8,8 +8,9 @@ student's code becomes an AssertionError that names it.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable
 
 import torch
 
@@ -29,7 +30,7 @@ class Exercise:
     check: str
 
 
-def fail(message: str, hint: Optional[str] = None) -> None:
+def fail(message: str, hint: str | None = None) -> None:
     """Raise the AssertionError a student sees: what went wrong, then a hint."""
     raise AssertionError(f"{message}\nHint: {hint}" if hint else message)
 
@@ -39,7 +40,7 @@ def describe(fn: Any) -> str:
     return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__
 
 
-def call_student(fn: Callable, *args: Any, what: Optional[str] = None, **kwargs: Any) -> Any:
+def call_student(fn: Callable, *args: Any, what: str | None = None, **kwargs: Any) -> Any:
     """Call student code; turn any exception it raises into an AssertionError that names it."""
     label = what or f"{describe(fn)}(...)"
     if not callable(fn):
@@ -87,7 +88,7 @@ def assert_close(
     what: str,
     atol: float,
     rtol: float = 0.0,
-    hint: Optional[str] = None,
+    hint: str | None = None,
 ) -> float:
     """Compare a student's tensor with a reference; returns the max absolute difference.
 

@@ -1,0 +1,9 @@
+"""pytest plugin (enabled in pyproject.toml): run the notebooks in fast mode.
+
+Loaded before collection, so the kernels that nbval starts inherit these settings,
+whether pytest runs the whole suite or a single notebook.
+"""
+import os
+
+os.environ.setdefault("LABS_FAST", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")

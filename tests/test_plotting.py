@@ -1,0 +1,83 @@
+"""labs_utils.plotting and labs_utils.widgets: figures that tests can inspect."""
+import matplotlib.colors
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from labs_utils import plotting, training, widgets
+
+
+def test_show_images_draws_one_axes_per_image_with_row_titles():
+    rows = [torch.rand(5, 1, 28, 28), torch.rand(5, 1, 28, 28)]
+    fig = plotting.show_images(rows, row_titles=["original", "noisy"], titles=list("abcde"))
+    assert isinstance(fig, Figure)
+    assert len(fig.axes) == 10
+    assert [fig.axes[0].get_ylabel(), fig.axes[5].get_ylabel()] == ["original", "noisy"]
+    assert fig.axes[0].get_title() == "a"
+
+
+def test_show_images_wraps_a_single_batch_into_rows_and_accepts_flat_vectors():
+    fig = plotting.show_images(torch.rand(25, 784), ncols=10)
+    assert len(fig.axes) == 30
+    assert sum(1 for ax in fig.axes if ax.images) == 25
+
+
+def test_show_images_rejects_wrong_shapes_with_the_expected_ones():
+    with pytest.raises(ValueError, match=r"\(N, 1, H, W\)"):
+        plotting.show_images(torch.rand(3, 3, 28, 28))
+
+
+def test_show_images_checks_the_number_of_row_titles():
+    with pytest.raises(ValueError, match="2 row_titles for 1 rows"):
+        plotting.show_images([torch.rand(2, 28, 28)], row_titles=["a", "b"])
+
+
+def test_plot_curves_labels_axes_and_uses_the_colour_blind_safe_palette():
+    fig = plotting.plot_curves({"train": [3, 2, 1], "test": [4, 3, 2]}, ylabel="MSE", logy=True)
+    ax = fig.axes[0]
+    assert ax.get_ylabel() == "MSE" and ax.get_xlabel() == "epoch" and ax.get_yscale() == "log"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["train", "test"]
+    colours = [matplotlib.colors.to_hex(line.get_color()).upper() for line in ax.lines]
+    assert colours == [c.upper() for c in plotting.COLORS[:2]]
+
+
+def test_plot_history_draws_train_and_validation_of_several_runs():
+    history = training.History(train_loss=[2.0, 1.0], val_loss=[2.5, 1.5])
+    fig = plotting.plot_history({"dense": history, "conv": training.History(train_loss=[1.0, 0.5])})
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert labels == ["dense train", "dense validation", "conv train"]
+
+
+def test_plot_history_explains_what_it_expects():
+    with pytest.raises(TypeError, match="History objects from fit"):
+        plotting.plot_history({"x": [1, 2, 3]})
+
+
+def test_slider_figure_shows_the_default_figure_then_redraws_on_change(monkeypatch):
+    shown, drawn = [], []
+
+    class Handle:
+        def update(self, obj):
+            shown.append(obj)
+
+    def fake_display(obj, display_id=False):
+        shown.append(obj)
+        return Handle() if display_id else None
+
+    monkeypatch.setattr("IPython.display.display", fake_display)
+
+    def draw(lr, kind):
+        drawn.append((lr, kind))
+        return plotting.plot_curves({kind: [lr, lr / 2]})
+
+    defaults = widgets.slider_figure(draw, lr=(0.01, 1.0, 0.01, 0.1), kind=["sgd", "adam"])
+    assert defaults == {"lr": 0.1, "kind": "sgd"} and drawn == [(0.1, "sgd")]
+    assert isinstance(shown[0], Figure)
+    box = shown[1]
+    box.children[0].value = 0.5  # moving the slider redraws in place
+    assert drawn[-1] == (0.5, "sgd") and isinstance(shown[-1], Figure)
+
+
+def test_slider_figure_rejects_a_default_outside_the_range():
+    with pytest.raises(ValueError, match="outside"):
+        widgets._make_control("lr", (0.0, 1.0, 0.1, 2.0))
