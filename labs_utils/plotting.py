@@ -6,14 +6,17 @@ tests can inspect it, and no figures pile up in memory.
 """
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Mapping, Sequence
-from typing import Union
+from typing import Callable, TypeVar, Union
 
 import matplotlib
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+
+F = TypeVar("F", bound=Callable[..., Figure])
 
 # Okabe & Ito (2008): distinguishable with the common forms of colour blindness.
 COLORS = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
@@ -32,6 +35,7 @@ STYLE = {
     "savefig.dpi": 100,
     "image.cmap": "gray",
 }
+
 
 def _png(fig: Figure) -> bytes:
     buffer = io.BytesIO()
@@ -60,6 +64,17 @@ _register_notebook_display()
 ImageRows = Union[torch.Tensor, np.ndarray, Sequence[Union[torch.Tensor, np.ndarray]]]
 
 
+def styled(function: F) -> F:
+    """Decorator: draw the whole figure inside the course style (legends, fonts, grid, colours)."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        with matplotlib.rc_context(STYLE):
+            return function(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
 def new_figure(nrows: int = 1, ncols: int = 1, *, size: tuple[float, float] | None = None,
                **subplot_kw) -> tuple[Figure, np.ndarray]:
     """A course-styled figure and a 2-D array of axes (``axes[row, col]``)."""
@@ -85,6 +100,7 @@ def _as_image_batch(images: torch.Tensor | np.ndarray, name: str) -> np.ndarray:
     return array
 
 
+@styled
 def show_images(
     rows: ImageRows,
     *,
@@ -98,10 +114,12 @@ def show_images(
 ) -> Figure:
     """A grid of grey images: one row per batch in ``rows`` (e.g. original / noisy / reconstruction).
 
-    A single tensor (N, 1, H, W) is wrapped into rows of ``ncols`` images (default 10).
-    ``titles`` label the columns (e.g. digit labels), ``row_titles`` the rows.
+    A single tensor (N, 1, H, W) is wrapped into rows of ``ncols`` images (default 10) and ``titles``
+    label each image (e.g. digit labels); with several rows ``titles`` label the columns of the first row.
+    ``row_titles`` label the rows.
     """
-    if isinstance(rows, (torch.Tensor, np.ndarray)):
+    per_image_titles = isinstance(rows, (torch.Tensor, np.ndarray))
+    if per_image_titles:
         batch = _as_image_batch(rows, "images")
         ncols = ncols or min(10, len(batch))
         grid = [batch[i:i + ncols] for i in range(0, len(batch), ncols)]
@@ -125,8 +143,9 @@ def show_images(
                 spine.set_visible(False)
             if c < len(batch):
                 ax.imshow(batch[c], cmap="gray", vmin=vmin, vmax=vmax, interpolation="nearest")
-                if titles is not None and r == 0 and c < len(titles):
-                    ax.set_title(str(titles[c]), fontsize=9)
+                index = r * ncols + c if per_image_titles else c
+                if titles is not None and (per_image_titles or r == 0) and index < len(titles):
+                    ax.set_title(str(titles[index]), fontsize=9)
         if row_titles is not None:
             axes[r, 0].set_ylabel(row_titles[r], rotation=0, ha="right", va="center", fontsize=10)
     if title:
@@ -134,6 +153,7 @@ def show_images(
     return fig
 
 
+@styled
 def plot_curves(
     curves: Mapping[str, Sequence[float]],
     *,

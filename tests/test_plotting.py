@@ -22,6 +22,17 @@ def test_show_images_wraps_a_single_batch_into_rows_and_accepts_flat_vectors():
     assert sum(1 for ax in fig.axes if ax.images) == 25
 
 
+def test_show_images_titles_every_image_of_a_wrapped_batch():
+    fig = plotting.show_images(torch.rand(12, 1, 28, 28), titles=[str(i) for i in range(12)], ncols=6)
+    assert [ax.get_title() for ax in fig.axes] == [str(i) for i in range(12)]
+
+
+def test_figures_are_drawn_in_the_course_style():
+    fig = plotting.plot_curves({"a": [1, 2]})
+    assert not fig.axes[0].get_legend().get_frame().get_visible()
+    assert not fig.axes[0].spines["top"].get_visible()
+
+
 def test_show_images_rejects_wrong_shapes_with_the_expected_ones():
     with pytest.raises(ValueError, match=r"\(N, 1, H, W\)"):
         plotting.show_images(torch.rand(3, 3, 28, 28))
