@@ -37,7 +37,7 @@ def fail(message: str, hint: str | None = None) -> None:
 
 def describe(fn: Any) -> str:
     """The student's function or class as it appears in their notebook, e.g. ``add_gaussian_noise``."""
-    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__
+    return getattr(fn, "__name__", None) or type(fn).__name__
 
 
 def call_student(fn: Callable, *args: Any, what: str | None = None, **kwargs: Any) -> Any:
