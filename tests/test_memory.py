@@ -1,0 +1,237 @@
+"""labs_utils.memory: exact live-storage bytes on the CPU, the CUDA statistics path, the analytic model."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.figure import Figure
+from test_checks_checkpointing import checkpointed_saved_input  # a reference solution lives in the tests only
+from torch import nn
+from torch.utils.checkpoint import checkpoint_sequential
+
+from labs_utils import memory
+from labs_utils.memory import (
+    MemoryTracker,
+    measure_step,
+    plot_memory_timeline,
+    predicted_peak_bytes,
+    segment_annotation,
+    track_memory,
+)
+
+WIDTH, BATCH = 32, 16
+ACTIVATION = WIDTH * BATCH * 4  # bytes of one float32 activation (BATCH, WIDTH)
+
+
+def linear_relu_blocks(n_blocks: int) -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(*[nn.Sequential(nn.Linear(WIDTH, WIDTH), nn.ReLU()) for _ in range(n_blocks)])
+
+
+def make_input() -> torch.Tensor:
+    return torch.randn(BATCH, WIDTH)
+
+
+def test_counts_the_exact_bytes_of_tensors_created_in_the_block():
+    with track_memory("cpu") as tracker:
+        kept = torch.empty(1000)
+    assert tracker.report().peak_allocated_bytes == 4000
+    assert kept.numel() == 1000
+
+
+def test_views_share_their_storage_and_count_once():
+    with track_memory("cpu") as tracker:
+        x = torch.zeros(10, 10)
+        views = [x.t(), x[2:], x.view(100)]
+    assert tracker.report().timeline[-1] == 400
+    assert len(views) == 3
+
+
+def test_released_tensors_leave_the_timeline():
+    with track_memory("cpu") as tracker:
+        x = torch.ones(256)
+        del x
+        torch.ones(8)
+    timeline = tracker.report().timeline
+    assert timeline.max() == 1024
+    assert timeline[-1] == 0  # the ones(8) was released as soon as it was made
+
+
+def test_tensors_created_before_the_block_do_not_count():
+    x = torch.randn(100)
+    with track_memory("cpu") as tracker:
+        y = x.mul_(2).view(10, 10)  # in place and a view: no new memory
+        z = y + 1
+    assert tracker.report().timeline[-1] == z.untyped_storage().nbytes() == 400
+
+
+def test_parameters_and_gradients_are_reported_apart_from_activations():
+    blocks = linear_relu_blocks(2)
+    report = measure_step(blocks, make_input, blocks.parameters())
+    param_bytes = sum(p.numel() * 4 for p in blocks.parameters())
+    assert report.param_bytes == param_bytes
+    assert report.grad_bytes == param_bytes
+    assert report.grad_timeline[-1] == param_bytes
+    assert report.activation_timeline[-1] == ACTIVATION + 4  # still alive: the output and the scalar loss
+    assert report.peak_bytes == param_bytes + report.peak_allocated_bytes
+
+
+def test_phases_are_found_without_help():
+    blocks = linear_relu_blocks(4)
+    report = measure_step(lambda x: checkpoint_sequential(blocks, 2, x, use_reentrant=False),
+                          lambda: make_input().requires_grad_(), blocks.parameters())
+    phases = list(report.phases)
+    first_backward = phases.index("backward")
+    assert set(phases[:first_backward]) == {"forward"}
+    assert "recompute" in phases[first_backward:]  # checkpoint_sequential replays its first segment only
+    assert report.bytes_at("backward") == report.timeline[report.marks[0][0]]
+
+
+def test_repeated_measurements_are_identical():
+    blocks = linear_relu_blocks(3)
+    first = measure_step(blocks, make_input, blocks.parameters())
+    second = measure_step(blocks, make_input, blocks.parameters())
+    assert np.array_equal(first.timeline, second.timeline)
+    assert first.phases == second.phases
+
+
+def test_plain_backprop_peak_equals_the_model():
+    blocks = linear_relu_blocks(6)
+    report = measure_step(blocks, make_input, blocks.parameters())
+    # the model counts activations; the step also holds the scalar loss and its gradient (4 bytes each)
+    assert report.peak_activation_bytes - predicted_peak_bytes(6, None, ACTIVATION) == 8
+
+
+@pytest.mark.parametrize("segment_size", [1, 2, 3, 4, 5, 6, 7])
+def test_checkpointed_peak_equals_the_model(segment_size):
+    blocks = linear_relu_blocks(6)
+    report = measure_step(lambda x: checkpointed_saved_input(blocks, x, segment_size), make_input,
+                          blocks.parameters())
+    assert report.peak_activation_bytes - predicted_peak_bytes(6, segment_size, ACTIVATION) == 8
+
+
+def test_model_counts_checkpoints_segment_and_gradients_in_flight():
+    assert predicted_peak_bytes(12, None, 1) == 15  # 12 activations + input + 2 gradients
+    assert predicted_peak_bytes(12, 4, 1) == 3 + 4 + 3
+    assert predicted_peak_bytes(12, 1, 1) == 12 + 1 + 3  # every block alone: no better than plain
+    assert predicted_peak_bytes(12, 20, 1) == predicted_peak_bytes(12, 12, 1) == 1 + 12 + 3
+    assert min(range(1, 13), key=lambda k: predicted_peak_bytes(12, k, 1)) in (3, 4)  # near sqrt(12)
+
+
+@pytest.mark.parametrize("args", [(0, 4, 1), (12, 0, 1)])
+def test_model_rejects_impossible_sizes(args):
+    with pytest.raises(ValueError, match="at least 1"):
+        predicted_peak_bytes(*args)
+
+
+def test_unknown_device_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown device 'tpu'"):
+        track_memory("tpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_missing_gpu_is_a_clear_error():
+    with pytest.raises(RuntimeError, match="no CUDA GPU"):
+        track_memory("cuda")
+
+
+def test_nested_trackers_are_refused():
+    with track_memory("cpu"):
+        with pytest.raises(RuntimeError, match="cannot be nested"):
+            with track_memory("cpu"):
+                pass
+        torch.ones(1)
+
+
+def test_a_block_that_creates_no_tensor_is_an_error():
+    with pytest.raises(RuntimeError, match="recorded nothing"):
+        with track_memory("cpu"):
+            pass
+
+
+def test_report_is_only_ready_after_the_block():
+    tracker = track_memory("cpu")
+    with pytest.raises(RuntimeError, match="no report yet"):
+        tracker.report()
+    with tracker:
+        torch.ones(1)
+        with pytest.raises(RuntimeError, match="ready when"):
+            tracker.report()
+    assert tracker.report().peak_allocated_bytes == 4
+    with pytest.raises(RuntimeError, match="inside the `with"):
+        tracker.mark("late")
+
+
+def test_an_error_in_the_block_leaves_no_report_and_no_active_tracker():
+    tracker = track_memory("cpu")
+    with pytest.raises(ZeroDivisionError):
+        with tracker:
+            torch.ones(1)
+            raise ZeroDivisionError("a bug in the measured code")
+    with pytest.raises(RuntimeError, match="raised an exception"):
+        tracker.report()
+    with track_memory("cpu") as fresh:  # the failed block did not stay active
+        torch.ones(2)
+    assert fresh.report().peak_allocated_bytes == 8
+
+
+def test_missing_mark_names_the_marks_there_are():
+    blocks = linear_relu_blocks(1)
+    report = measure_step(blocks, make_input, blocks.parameters())
+    with pytest.raises(KeyError, match="marks: 'backward'"):
+        report.bytes_at("forward")
+
+
+class FakeCudaAllocator:
+    """Stands in for torch.cuda's allocator statistics: the bytes in use follow a script."""
+
+    def __init__(self, in_use: list, peak: int) -> None:
+        self.in_use, self.peak, self.calls = list(in_use), peak, []
+
+    def memory_allocated(self, device=None) -> int:
+        return self.in_use.pop(0) if len(self.in_use) > 1 else self.in_use[0]
+
+    def max_memory_allocated(self, device=None) -> int:
+        return self.peak
+
+    def reset_peak_memory_stats(self, device=None) -> None:
+        self.calls.append("reset_peak_memory_stats")
+
+    def synchronize(self, device=None) -> None:
+        self.calls.append("synchronize")
+
+
+def test_cuda_path_reports_allocator_statistics_relative_to_the_start(monkeypatch):
+    fake = FakeCudaAllocator(in_use=[1000, 1400, 1300, 1300], peak=1900)
+    for name in ("memory_allocated", "max_memory_allocated", "reset_peak_memory_stats", "synchronize"):
+        monkeypatch.setattr(torch.cuda, name, getattr(fake, name))
+    monkeypatch.setattr(MemoryTracker, "_on_device", lambda self, tensor: True)  # CPU tensors stand in
+    tracker = MemoryTracker(torch.device("cuda", 0), params=[])
+    with tracker:
+        x = torch.ones(100)
+        y = x + 1
+    report = tracker.report()
+    assert fake.calls[:2] == ["synchronize", "reset_peak_memory_stats"]  # peak reset on entry
+    assert report.timeline.tolist()[:2] == [400, 300]  # memory_allocated minus its value on entry
+    assert report.peak_allocated_bytes == 900  # max_memory_allocated minus the same baseline
+    assert report.method == memory._CUDA_METHOD
+    assert report.device == "cuda:0"
+    assert y.shape == (100,)
+
+
+def test_timeline_plot_labels_each_recomputed_segment():
+    blocks = linear_relu_blocks(6)
+    report = measure_step(lambda x: checkpointed_saved_input(blocks, x, 3), make_input, blocks.parameters())
+    fig = plot_memory_timeline(report, segments=[(4, 6), (1, 3)],
+                               predicted_peak=predicted_peak_bytes(6, 3, ACTIVATION))
+    assert isinstance(fig, Figure)
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert segment_annotation(4, 6) in texts and segment_annotation(1, 3) in texts
+    assert "load checkpoint 3" in segment_annotation(4, 6) and "recompute 4\u20136" in segment_annotation(4, 6)
+
+
+def test_timeline_plot_refuses_segments_that_do_not_match_the_recomputations():
+    blocks = linear_relu_blocks(6)
+    report = measure_step(lambda x: checkpointed_saved_input(blocks, x, 3), make_input, blocks.parameters())
+    with pytest.raises(ValueError, match="2 recomputations"):
+        plot_memory_timeline(report, segments=[(1, 6)])
