@@ -1,0 +1,283 @@
+"""Convergence theory of gradient descent and heavy-ball momentum on quadratics, against measurement (Lab 3).
+
+On f(θ) = ½ θᵀHθ with Hessian eigenvalues in [μ, L] and κ = L/μ:
+- gradient descent with α = 2/(μ+L) shrinks the error in every eigen-direction by (κ−1)/(κ+1) per step;
+- heavy ball θ_{k+1} = θ_k − α∇f(θ_k) + β(θ_k − θ_{k−1}) with α = 4/(√L+√μ)², β = r² contracts like
+  r = (√κ−1)/(√κ+1). At that β its 2×2 iteration matrix has a repeated eigenvalue, so an
+  error component decays like (1 + c·k)·r^k, not r^k: :func:`heavy_ball_errors` is the exact formula.
+The loss gap is quadratic in the error, so it shrinks like rate² per step.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
+
+from .landscapes import Landscape, ravine, run_optimizer
+from .plotting import COLORS, new_figure, styled
+
+
+def _check_eigenvalues(lam_min: float, lam_max: float) -> None:
+    if not (math.isfinite(lam_min) and math.isfinite(lam_max) and 0 < lam_min <= lam_max):
+        raise ValueError(f"need 0 < lam_min <= lam_max (finite), got lam_min={lam_min!r}, lam_max={lam_max!r}")
+
+
+def _check_kappa(kappa: float) -> None:
+    if not (math.isfinite(kappa) and kappa >= 1):
+        raise ValueError(f"the condition number kappa is at least 1, got {kappa!r}")
+
+
+def gd_optimal_lr(lam_min: float, lam_max: float) -> float:
+    """The learning rate 2/(μ+L) that makes gradient descent contract equally along both ends of the spectrum."""
+    _check_eigenvalues(lam_min, lam_max)
+    return 2.0 / (lam_min + lam_max)
+
+
+def gd_rate(kappa: float) -> float:
+    """Per-step error contraction (κ−1)/(κ+1) of gradient descent at its optimal learning rate."""
+    _check_kappa(kappa)
+    return (kappa - 1.0) / (kappa + 1.0)
+
+
+def heavy_ball_optimal(lam_min: float, lam_max: float) -> tuple[float, float]:
+    """Polyak's tuned heavy ball: α = 4/(√L+√μ)², β = ((√κ−1)/(√κ+1))²; returns (lr, momentum)."""
+    _check_eigenvalues(lam_min, lam_max)
+    lr = 4.0 / (math.sqrt(lam_max) + math.sqrt(lam_min)) ** 2
+    return lr, heavy_ball_rate(lam_max / lam_min) ** 2
+
+
+def heavy_ball_rate(kappa: float) -> float:
+    """Per-step error contraction (√κ−1)/(√κ+1) of tuned heavy ball."""
+    _check_kappa(kappa)
+    root = math.sqrt(kappa)
+    return (root - 1.0) / (root + 1.0)
+
+
+def heavy_ball_radius(lr, beta, lam_min: float, lam_max: float) -> np.ndarray:
+    """Asymptotic rate of heavy ball: spectral radius of its iteration matrix, worst over [μ, L].
+
+    ``lr`` and ``beta`` may be arrays (broadcast together). Values ≥ 1 mean no convergence;
+    the method converges exactly when 0 ≤ β < 1 and 0 < α·λ < 2 + 2β for every eigenvalue λ.
+    """
+    _check_eigenvalues(lam_min, lam_max)
+    lr, beta = np.broadcast_arrays(np.asarray(lr, dtype=float), np.asarray(beta, dtype=float))
+    worst = np.zeros(lr.shape)
+    for lam in (lam_min, lam_max):  # the radius is largest at the ends of the spectrum
+        trace = 1.0 + beta - lr * lam  # characteristic polynomial z² − trace·z + β
+        disc = np.sqrt((trace ** 2 - 4.0 * beta).astype(complex))
+        radius = np.maximum(np.abs((trace + disc) / 2), np.abs((trace - disc) / 2))
+        worst = np.maximum(worst, radius)
+    return worst
+
+
+def heavy_ball_errors(lr: float, beta: float, eigenvalues: Sequence[float], steps: int) -> np.ndarray:
+    """Exact error of heavy ball started at rest, per eigen-direction, relative to the start: (steps+1, n).
+
+    e_k = u_k − β·u_{k−1} with u_k = (r₁^{k+1} − r₂^{k+1})/(r₁ − r₂), r₁,₂ the roots of
+    z² − (1+β−αλ)z + β. For a repeated root r (β = r²) this is e_k = (1 + (1−r)·k)·r^k.
+    """
+    k = np.arange(steps + 1, dtype=float)[:, None]
+    lam = np.asarray(eigenvalues, dtype=float)[None, :]
+    trace = 1.0 + beta - lr * lam
+    disc = np.sqrt((trace ** 2 - 4.0 * beta).astype(complex))
+    r1, r2 = (trace + disc) / 2, (trace - disc) / 2
+    repeated = np.abs(r1 - r2) < 1e-7 * np.maximum(np.abs(r1), 1e-300)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        distinct = (r1 ** (k + 1) - r2 ** (k + 1) - beta * (r1 ** k - r2 ** k)) / (r1 - r2)
+    r = (r1 + r2) / 2
+    double = (1.0 + (1.0 - r) * k) * r ** k
+    return np.real(np.where(repeated, double, distinct))
+
+
+def quadratic_gaps(landscape: Landscape, errors: np.ndarray) -> np.ndarray:
+    """Loss gaps ½ Σ λ_i (c_i e_i,k)² of a quadratic, given relative errors (steps+1, 2) per eigen-direction."""
+    lam, vectors = np.linalg.eigh(landscape.hessian)
+    start = vectors.T @ np.asarray(landscape.start, dtype=float)  # start in the eigenbasis
+    return 0.5 * ((errors * start) ** 2 * lam).sum(axis=1)
+
+
+def steps_to_tolerance(gaps: np.ndarray, tol: float) -> int | None:
+    """First step whose loss gap is at most ``tol`` times the initial gap (None if never)."""
+    hits = np.flatnonzero(np.asarray(gaps) <= tol * gaps[0])
+    return int(hits[0]) if hits.size else None
+
+
+def predicted_steps(rate: float, tol: float) -> float:
+    """Steps for the loss gap to shrink by ``tol`` if the error shrinks by ``rate`` every step: ln tol / (2 ln rate)."""
+    return math.log(tol) / (2.0 * math.log(rate))
+
+
+def fit_tail_rate(gaps: np.ndarray, first: int, last: int) -> float:
+    """Per-step error contraction fitted to log(gap) over steps [first, last] (slope/2, exponentiated)."""
+    k = np.arange(first, last + 1)
+    slope = np.polyfit(k, np.log(gaps[first:last + 1]), 1)[0]
+    return math.exp(slope / 2.0)
+
+
+@dataclass
+class ConvergenceRow:
+    """One κ of the convergence study; steps count until the loss gap is ``tol`` times the initial one."""
+
+    kappa: float
+    gd_measured: int
+    gd_predicted: float
+    hb_measured: int
+    hb_naive: float
+    hb_exact: int
+    hb_rate_theory: float
+    hb_rate_fitted: float
+    hb_formula_error: float  # max relative difference between measured and exact loss gaps
+
+    @property
+    def gd_ratio(self) -> float:
+        return self.gd_measured / self.gd_predicted
+
+    @property
+    def hb_ratio(self) -> float:
+        return self.hb_measured / self.hb_naive
+
+    @property
+    def hb_log_rate_error(self) -> float:
+        """Relative error of the fitted decay exponent −ln r against theory."""
+        return abs(math.log(self.hb_rate_fitted) / math.log(self.hb_rate_theory) - 1.0)
+
+
+def convergence_study(sgd_cls, momentum_cls, kappas: Sequence[float] = (10, 100, 1000), *,
+                      tol: float = 1e-6, tail: tuple[float, float] = (3.0, 6.0)) -> list:
+    """Measure gradient descent and tuned heavy ball on ravines against theory (Lab 3).
+
+    ``sgd_cls(params, lr=...)`` and ``momentum_cls(params, lr=..., momentum=...)`` are optimizer
+    classes (yours or torch's). The tail fit uses steps ``tail[0]``–``tail[1]`` times the measured
+    heavy-ball count, far enough out for the (1 + c·k) factor to matter little.
+    """
+    rows = []
+    for kappa in kappas:
+        land = ravine(kappa)
+        lam_min, lam_max = land.eigenvalues
+        gd_lr = gd_optimal_lr(lam_min, lam_max)
+        r_gd = gd_rate(kappa)
+        gd_steps = math.ceil(1.2 * predicted_steps(r_gd, tol)) + 5
+        gd = run_optimizer(lambda p, lr=gd_lr: sgd_cls(p, lr=lr), land, steps=gd_steps)
+        hb_lr, beta = heavy_ball_optimal(lam_min, lam_max)
+        r_hb = heavy_ball_rate(kappa)
+        naive = predicted_steps(r_hb, tol)
+        exact_steps = steps_to_tolerance(
+            quadratic_gaps(land, heavy_ball_errors(hb_lr, beta, (lam_min, lam_max), math.ceil(4 * naive))), tol)
+        last = int(tail[1] * exact_steps)
+        exact = quadratic_gaps(land, heavy_ball_errors(hb_lr, beta, (lam_min, lam_max), last))
+        hb = run_optimizer(lambda p, lr=hb_lr, b=beta: momentum_cls(p, lr=lr, momentum=b), land, steps=last)
+        measured = hb.gaps
+        hb_steps = steps_to_tolerance(measured, tol)
+        if gd.diverged or hb.diverged or hb_steps is None or steps_to_tolerance(gd.gaps, tol) is None:
+            raise RuntimeError(f"κ = {kappa:g}: a run did not reach the tolerance {tol:g}; check the optimizers")
+        formula_error = float(np.max(np.abs(measured - exact) / exact))
+        rows.append(ConvergenceRow(kappa, steps_to_tolerance(gd.gaps, tol), predicted_steps(r_gd, tol), hb_steps,
+                                   naive, exact_steps, r_hb,
+                                   fit_tail_rate(measured, int(tail[0] * exact_steps), last), formula_error))
+    return rows
+
+
+def format_convergence_table(rows: Sequence[ConvergenceRow], tol: float = 1e-6) -> str:
+    """The convergence study as a fixed-width text table."""
+    lines = [
+        f"steps until f − f* ≤ {tol:g}·(f₀ − f*)",
+        f"{'κ':>6} | {'GD meas.':>8} {'pred.':>7} {'ratio':>6} | {'HB meas.':>8} {'naive':>6} {'ratio':>6}"
+        f" {'exact':>6} | {'HB rate: theory':>15} {'tail fit':>8} {'−ln r err':>9} | {'formula err':>11}",
+    ]
+    for row in rows:
+        lines.append(
+            f"{row.kappa:>6g} | {row.gd_measured:>8d} {row.gd_predicted:>7.1f} {row.gd_ratio:>6.3f} | "
+            f"{row.hb_measured:>8d} {row.hb_naive:>6.1f} {row.hb_ratio:>6.2f} {row.hb_exact:>6d} | "
+            f"{row.hb_rate_theory:>15.5f} {row.hb_rate_fitted:>8.5f} {row.hb_log_rate_error:>9.1%} | "
+            f"{row.hb_formula_error:>11.1e}")
+    return "\n".join(lines)
+
+
+@styled
+def plot_rate_map(lam_min: float, lam_max: float, *, resolution: int = 300, ax=None) -> Figure:
+    """Heavy ball's rate over (α, β) as a heat map, with the edge 0 < αλ_max < 2 + 2β and Polyak's optimum (Lab 3)."""
+    _check_eigenvalues(lam_min, lam_max)
+    lrs = np.linspace(1e-3, 4.2 / lam_max, resolution)
+    betas = np.linspace(0.0, 0.999, resolution)
+    rates = heavy_ball_radius(lrs[None, :], betas[:, None], lam_min, lam_max)
+    if ax is None:
+        fig, axes = new_figure(size=(6.4, 4.4))
+        ax = axes[0, 0]
+    else:
+        fig = ax.figure
+    shown = np.ma.masked_where(rates >= 1.0, rates)
+    mesh = ax.pcolormesh(lrs, betas, 1.0 - shown, cmap="viridis_r", norm=LogNorm(vmin=max((1 - shown).min(), 1e-4),
+                                                                                vmax=1.0), shading="auto")
+    ax.set_facecolor("#dddddd")
+    bar = fig.colorbar(mesh, ax=ax)
+    bar.set_label("1 − rate (larger = faster); grey: diverges")
+    ax.plot(2 * (1 + betas) / lam_max, betas, color="black", linestyle="--", linewidth=1.2,
+            label="edge: α·λ_max = 2 + 2β")
+    lr_opt, beta_opt = heavy_ball_optimal(lam_min, lam_max)
+    ax.plot(lr_opt, beta_opt, marker="*", markersize=14, color=COLORS[1], linestyle="none",
+            markeredgecolor="black", label=f"Polyak: α={lr_opt:.2f}, β={beta_opt:.3f}")
+    ax.plot(gd_optimal_lr(lam_min, lam_max), 0.0, marker="o", markersize=8, color=COLORS[3], linestyle="none",
+            markeredgecolor="black", clip_on=False, label="best plain GD (β = 0)")
+    ax.set_xlim(lrs[0], lrs[-1])
+    ax.set_ylim(0.0, 1.0)
+    ax.set_xlabel("learning rate α")
+    ax.set_ylabel("momentum β")
+    ax.set_title(f"heavy-ball rate, κ = {lam_max / lam_min:g}")
+    ax.legend(loc="lower right", frameon=True)
+    return fig
+
+
+@styled
+def plot_steps_vs_kappa(kappas: Sequence[float], measured: dict, predicted: dict, *,
+                        tol: float = 1e-6) -> Figure:
+    """Steps to reach ``tol`` against κ on log-log axes: measured (dots) and theory (lines), per method (Lab 3)."""
+    fig, axes = new_figure(size=(6.0, 3.8))
+    ax = axes[0, 0]
+    for i, (label, values) in enumerate(measured.items()):
+        ax.plot(kappas, values, marker="o", linestyle="none", color=COLORS[i % len(COLORS)], label=label)
+    for i, (label, values) in enumerate(predicted.items()):
+        ax.plot(kappas, values, linestyle="--", color=COLORS[i % len(COLORS)], label=label)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("condition number κ = λ_max / λ_min")
+    ax.set_ylabel(f"steps until f − f* ≤ {tol:g}·(f₀ − f*)")
+    ax.legend()
+    return fig
+
+
+@styled
+def plot_heavy_ball_decay(landscape: Landscape, gaps: np.ndarray, lr: float, beta: float, *,
+                          tail: tuple[int, int]) -> Figure:
+    """Measured heavy-ball loss gaps against the exact formula, the naive r^2k line and a tail fit (Lab 3)."""
+    steps = len(gaps) - 1
+    k = np.arange(steps + 1)
+    lam_min, lam_max = landscape.eigenvalues
+    exact = quadratic_gaps(landscape, heavy_ball_errors(lr, beta, (lam_min, lam_max), steps))
+    r = heavy_ball_rate(lam_max / lam_min)
+    fitted = fit_tail_rate(gaps, *tail)
+    anchor = gaps[tail[1]] / fitted ** (2 * tail[1])
+    fig, axes = new_figure(size=(6.4, 4.0))
+    ax = axes[0, 0]
+    ax.plot(k, gaps, color=COLORS[0], linewidth=2.5, label="measured (your Momentum)")
+    ax.plot(k, exact, color=COLORS[1], linestyle="--", label="exact formula (1 + c·k)²·r^2k terms")
+    ax.plot(k, gaps[0] * r ** (2 * k), color=COLORS[3], linestyle=":", label=f"naive r^2k, r = {r:.4f}")
+    ax.plot(k[tail[0]:], anchor * fitted ** (2 * k[tail[0]:]), color=COLORS[2], linestyle="-.",
+            label=f"tail fit, rate {fitted:.4f}")
+    ax.set_yscale("log")
+    ax.set_xlabel("step k")
+    ax.set_ylabel("f(θ_k) − f*")
+    ax.set_title(f"tuned heavy ball on the {landscape.name}")
+    ax.legend()
+    return fig
+
+
+__all__ = [
+    "gd_optimal_lr", "gd_rate", "heavy_ball_optimal", "heavy_ball_rate", "heavy_ball_radius", "heavy_ball_errors",
+    "quadratic_gaps", "steps_to_tolerance", "predicted_steps", "fit_tail_rate", "ConvergenceRow",
+    "convergence_study", "format_convergence_table", "plot_rate_map", "plot_steps_vs_kappa",
+    "plot_heavy_ball_decay",
+]

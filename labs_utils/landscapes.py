@@ -1,0 +1,388 @@
+"""2-D test landscapes, optimizer runs on them, and their pictures (Lab 3).
+
+A :class:`Landscape` is a function of two variables written in torch, so autograd gives its
+gradient, with a known minimum: the ravine quadratic (:func:`ravine`), the scale problem
+(:func:`scale_problem`) and Rosenbrock's banana (:func:`rosenbrock`).
+:func:`run_optimizer` runs any ``torch.optim.Optimizer`` on one and returns a :class:`Run`
+(trajectory and losses); a run that blows up is reported in the Run, not raised.
+The convergence theory that goes with the quadratics lives in ``labs_utils.convergence``.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
+
+from .plotting import COLORS, LINESTYLES, new_figure, styled
+
+MakeOptimizer = Callable[[Sequence[torch.Tensor]], torch.optim.Optimizer]
+MakeScheduler = Callable[[torch.optim.Optimizer], object]
+Point = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class Landscape:
+    """A function of a point (..., 2) -> (...) with a known minimum, a start and a plotting window.
+
+    ``hessian`` is set for quadratics (then ``f(p) = ½ pᵀ H p`` and the minimum is the origin).
+    """
+
+    name: str
+    fn: Callable[[torch.Tensor], torch.Tensor] = field(repr=False)
+    minimum: Point
+    start: Point
+    bounds: tuple[float, float, float, float]  # xmin, xmax, ymin, ymax
+    hessian: np.ndarray | None = field(default=None, repr=False)
+
+    def __call__(self, point: torch.Tensor) -> torch.Tensor:
+        return self.fn(point)
+
+    @property
+    def min_value(self) -> float:
+        """f at the minimum."""
+        return float(self.fn(torch.tensor(self.minimum, dtype=torch.float64)))
+
+    @property
+    def eigenvalues(self) -> np.ndarray:
+        """Hessian eigenvalues, smallest first (quadratics only)."""
+        if self.hessian is None:
+            raise ValueError(f"{self.name} is not a quadratic: it has no constant Hessian")
+        return np.linalg.eigvalsh(self.hessian)
+
+    @property
+    def kappa(self) -> float:
+        """Condition number λ_max / λ_min of the Hessian (quadratics only)."""
+        low, high = self.eigenvalues
+        return float(high / low)
+
+
+def _check_positive(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    return float(value)
+
+
+def _rotation(angle_deg: float) -> np.ndarray:
+    a = math.radians(angle_deg)
+    return np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+
+
+def _quadratic_fn(hessian: np.ndarray) -> Callable[[torch.Tensor], torch.Tensor]:
+    h = torch.from_numpy(hessian)
+
+    def fn(point: torch.Tensor) -> torch.Tensor:
+        return 0.5 * ((point @ h.to(point.dtype)) * point).sum(-1)
+
+    return fn
+
+
+def quadratic(name: str, eigenvalues: tuple[float, float], *, angle: float = 0.0,
+              start: Point, half_width: tuple[float, float]) -> Landscape:
+    """f(p) = ½ pᵀ R diag(eigenvalues) Rᵀ p, minimum 0 at the origin, R a rotation by ``angle`` degrees."""
+    rot = _rotation(angle)
+    hessian = rot @ np.diag(eigenvalues) @ rot.T
+    sx, sy = half_width
+    if angle % 180:  # a rotated ravine needs a square window that holds its long axis
+        sx = sy = max(sx, sy)
+    start_xy = rot @ np.asarray(start, dtype=float)
+    return Landscape(name, _quadratic_fn(hessian), (0.0, 0.0), (float(start_xy[0]), float(start_xy[1])),
+                     (-sx, sx, -sy, sy), hessian)
+
+
+def ravine(kappa: float = 100.0, *, lam_max: float = 1.0, angle: float = 0.0) -> Landscape:
+    """The ravine ½(λ_min x² + λ_max y²) with λ_max/λ_min = ``kappa``, rotated by ``angle`` degrees (Lab 3).
+
+    Shallow floor along x, steep walls along y. The start (−√κ, 1) (before rotation) puts
+    the same loss, ½·λ_max, in both directions.
+    """
+    kappa = _check_positive("kappa", kappa)
+    lam_max = _check_positive("lam_max", lam_max)
+    if kappa < 1:
+        raise ValueError(f"the condition number kappa = λ_max/λ_min is at least 1, got {kappa}; "
+                         "kappa = 1 is a round bowl, larger values make a narrower ravine")
+    if not math.isfinite(angle):
+        raise ValueError(f"angle must be a finite number of degrees, got {angle!r}")
+    root = math.sqrt(kappa)
+    return quadratic(f"ravine (κ = {kappa:g}" + (f", rotated {angle:g}°)" if angle % 180 else ")"),
+                     (lam_max / kappa, lam_max), angle=angle, start=(-root, 1.0),
+                     half_width=(1.15 * root, 1.6))
+
+
+def scale_problem(scale: float = 100.0) -> Landscape:
+    """½(scale·x² + y²/scale): at the start (1, 1) the x-gradient is scale² times the y-gradient (Lab 3)."""
+    scale = _check_positive("scale", scale)
+    return quadratic(f"scale problem (gradients differ {scale ** 2:.0e}×)", (scale, 1.0 / scale),
+                     start=(1.0, 1.0), half_width=(1.5, 1.5))
+
+
+def rosenbrock(b: float = 100.0) -> Landscape:
+    """Rosenbrock's banana (1 − x)² + b(y − x²)², minimum 0 at (1, 1) in a long curved valley (Lab 3)."""
+    b = _check_positive("b", b)
+
+    def fn(point: torch.Tensor) -> torch.Tensor:
+        x, y = point[..., 0], point[..., 1]
+        return (1.0 - x) ** 2 + b * (y - x ** 2) ** 2
+
+    return Landscape(f"Rosenbrock (b = {b:g})", fn, (1.0, 1.0), (-1.5, 2.0), (-2.0, 2.0, -1.0, 3.0))
+
+
+@dataclass
+class Run:
+    """One optimizer run on a landscape: points (steps+1, 2) and losses (steps+1,) from the start on.
+
+    A run that blew up stops early: ``diverged_at`` is the step whose loss was not finite or had
+    grown more than ``blowup``-fold, and the arrays end just before it.
+    """
+
+    label: str
+    trajectory: np.ndarray
+    losses: np.ndarray
+    min_value: float
+    diverged_at: int | None = None
+
+    @property
+    def diverged(self) -> bool:
+        return self.diverged_at is not None
+
+    @property
+    def gaps(self) -> np.ndarray:
+        """Loss minus the landscape's minimum (≥ 0), one per step."""
+        return np.maximum(self.losses - self.min_value, 0.0)
+
+    @property
+    def status(self) -> str:
+        """A short phrase for legends: 'diverged at step 12' or 'gap 3.1e-07 after 200 steps'."""
+        if self.diverged:
+            return f"diverged at step {self.diverged_at}"
+        return f"gap {self.gaps[-1]:.1e} after {len(self.losses) - 1} steps"
+
+
+def _as_start(start: Sequence[float] | np.ndarray | torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    point = torch.as_tensor(np.asarray(start, dtype=np.float64)).to(dtype)
+    if point.shape != (2,):
+        raise ValueError(f"start must be a point (x, y), got shape {tuple(point.shape)}")
+    if not torch.isfinite(point).all():
+        raise ValueError(f"start must be finite, got {tuple(point.tolist())}: pick a point inside the landscape")
+    return point
+
+
+def run_optimizer(
+    make_optimizer: MakeOptimizer,
+    f: Landscape | Callable[[torch.Tensor], torch.Tensor],
+    start: Sequence[float] | None = None,
+    steps: int = 100,
+    *,
+    label: str | None = None,
+    make_scheduler: MakeScheduler | None = None,
+    dtype: torch.dtype = torch.float64,
+    blowup: float = 1e6,
+) -> Run:
+    """Minimise ``f`` from ``start`` for ``steps`` steps with ``make_optimizer([point])`` (Lab 3).
+
+    ``make_optimizer`` gets the list of parameters, e.g. ``lambda p: torch.optim.SGD(p, lr=0.1)``;
+    ``make_scheduler`` (optional) gets the optimizer and is stepped after every step.
+    float64 by default, so runs can be compared to theory down to tiny losses.
+    """
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps must be a non-negative int, got {steps!r}")
+    if start is None:
+        if not isinstance(f, Landscape):
+            raise ValueError("start is needed when f is a plain function (a Landscape brings its own)")
+        start = f.start
+    point = _as_start(start, dtype).requires_grad_(True)
+    optimizer = make_optimizer([point])
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"make_optimizer must return a torch.optim.Optimizer, got {type(optimizer).__name__}; "
+                        "write it as lambda params: MyOptimizer(params, lr=0.1)")
+    scheduler = make_scheduler(optimizer) if make_scheduler is not None else None
+    min_value = f.min_value if isinstance(f, Landscape) else 0.0
+    trajectory = np.empty((steps + 1, 2))
+    losses = np.empty(steps + 1)
+    diverged_at = None
+    for k in range(steps + 1):
+        optimizer.zero_grad(set_to_none=True)
+        loss = f(point)
+        value = loss.item()
+        if k == 0:
+            limit = blowup * max(abs(value - min_value), 1.0)
+        elif not math.isfinite(value) or abs(value - min_value) > limit:
+            diverged_at = k
+            break
+        trajectory[k] = point.detach().numpy()
+        losses[k] = value
+        if k < steps:
+            loss.backward()
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+    end = steps + 1 if diverged_at is None else diverged_at
+    return Run(label or type(optimizer).__name__, trajectory[:end], losses[:end], min_value, diverged_at)
+
+
+def run_all(landscape: Landscape, makers: Mapping[str, MakeOptimizer], steps: int, **kwargs) -> dict[str, Run]:
+    """:func:`run_optimizer` for each named optimizer, from the landscape's start (Lab 3)."""
+    return {label: run_optimizer(make, landscape, steps=steps, label=label, **kwargs)
+            for label, make in makers.items()}
+
+
+def sweep_learning_rates(make_optimizer: Callable[[Sequence[torch.Tensor], float], torch.optim.Optimizer],
+                         landscape: Landscape, lrs: Sequence[float], steps: int) -> np.ndarray:
+    """Loss gap after ``steps`` steps for each learning rate (inf where the run diverged) (Lab 3)."""
+    gaps = []
+    for lr in lrs:
+        run = run_optimizer(lambda params, lr=lr: make_optimizer(params, lr), landscape, steps=steps)
+        gaps.append(math.inf if run.diverged else float(run.gaps[-1]))
+    return np.array(gaps)
+
+
+def weight_shrinkage_under_noise(make_optimizer: MakeOptimizer, sigmas: Sequence[float], *, steps: int = 1000,
+                                 per_sigma: int = 256, seed: int = 0) -> np.ndarray:
+    """Mean weight per gradient-noise level, all weights starting at 1; shape (steps+1, len(sigmas)) (Lab 3).
+
+    The loss carries no signal: every gradient is ``sigma · N(0, 1)``, so only weight decay pulls the
+    weights toward 0 and the mean over ``per_sigma`` weights shows how fast it does.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    weights = torch.ones(len(sigmas), per_sigma, dtype=torch.float64, requires_grad=True)
+    scale = torch.tensor(list(sigmas), dtype=torch.float64)[:, None]
+    optimizer = make_optimizer([weights])
+    means = np.empty((steps + 1, len(sigmas)))
+    means[0] = 1.0
+    for k in range(1, steps + 1):
+        weights.grad = scale * torch.randn(weights.shape, generator=generator, dtype=torch.float64)
+        optimizer.step()
+        means[k] = weights.detach().mean(dim=1).numpy()
+    return means
+
+
+# ----------------------------------------------------------------------------------------------- figures
+
+def _log_levels(gaps: np.ndarray, n: int) -> np.ndarray:
+    positive = gaps[gaps > 0]
+    low, high = np.quantile(positive, 0.005), np.quantile(positive, 0.98)
+    return np.geomspace(low, high, n)
+
+
+def draw_landscape(ax, landscape: Landscape, *, levels: int = 14, resolution: int = 300) -> None:
+    """Contour lines of ``landscape`` at log-spaced loss levels and its minimum (a star) on ``ax``."""
+    xmin, xmax, ymin, ymax = landscape.bounds
+    xs, ys = np.linspace(xmin, xmax, resolution), np.linspace(ymin, ymax, resolution)
+    grid = torch.from_numpy(np.stack(np.meshgrid(xs, ys), axis=-1))
+    with torch.no_grad():
+        gaps = landscape(grid).numpy() - landscape.min_value
+    lv = _log_levels(gaps, levels)
+    ax.contour(xs, ys, np.maximum(gaps, lv[0] * 1e-3), levels=lv, cmap="Greys_r", norm=LogNorm(lv[0] / 30, lv[-1]),
+               linewidths=0.8)
+    ax.plot(*landscape.minimum, marker="*", markersize=13, color="black", linestyle="none", label="minimum",
+            zorder=5)
+    ax.set_xlim(xmin, xmax)
+    ax.set_ylim(ymin, ymax)
+    ax.set_xlabel("x")
+    ax.set_ylabel("y")
+    ax.grid(False)
+
+
+def draw_trajectories(ax, runs: Mapping[str, Run], *, max_markers: int = 120) -> None:
+    """Each run's path (a line with dots at the iterates) in its own colour, labelled with its status."""
+    for i, (label, run) in enumerate(runs.items()):
+        path = run.trajectory
+        ax.plot(path[:, 0], path[:, 1], color=COLORS[i % len(COLORS)], linewidth=1.4,
+                linestyle=LINESTYLES[(i // len(COLORS)) % len(LINESTYLES)],
+                marker="o" if len(path) <= max_markers else None, markersize=2.5,
+                label=f"{label} ({run.status})")
+        if run.diverged:
+            ax.plot(*path[-1], marker="x", markersize=9, color=COLORS[i % len(COLORS)], linestyle="none")
+    if runs:
+        start = next(iter(runs.values())).trajectory[0]
+        ax.plot(*start, marker="s", markersize=6, color="black", linestyle="none", label="start", zorder=5)
+
+
+@styled
+def plot_trajectories(landscape: Landscape, runs: Mapping[str, Run], *, title: str | None = None,
+                      ax=None, legend: bool = True) -> Figure:
+    """Contours of ``landscape`` (log-spaced levels) with several optimizer paths and a legend (Lab 3)."""
+    if ax is None:
+        fig, axes = new_figure(size=(7.0, 4.2))
+        ax = axes[0, 0]
+    else:
+        fig = ax.figure
+    draw_landscape(ax, landscape)
+    draw_trajectories(ax, runs)
+    ax.set_title(title or landscape.name)
+    if legend:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+    return fig
+
+
+@styled
+def plot_losses(runs: Mapping[str, Run], *, title: str = "loss gap f(θ) − f* per step", ax=None,
+                ylim_low: float = 1e-16) -> Figure:
+    """Loss gap to the minimum against the step, on a log scale; diverged runs end in a cross (Lab 3)."""
+    if not runs:
+        raise ValueError("plot_losses needs at least one run")
+    if ax is None:
+        fig, axes = new_figure(size=(6.0, 3.6))
+        ax = axes[0, 0]
+    else:
+        fig = ax.figure
+    for i, (label, run) in enumerate(runs.items()):
+        gaps = np.maximum(run.gaps, ylim_low)
+        color = COLORS[i % len(COLORS)]
+        ax.plot(np.arange(len(gaps)), gaps, color=color, label=label,
+                linestyle=LINESTYLES[(i // len(COLORS)) % len(LINESTYLES)])
+        if run.diverged:
+            ax.plot(len(gaps) - 1, gaps[-1], marker="x", markersize=9, color=color)
+    ax.set_yscale("log")
+    ax.set_ylim(bottom=ylim_low)
+    ax.set_xlabel("step")
+    ax.set_ylabel("f(θ) − f*")
+    ax.set_title(title)
+    ax.legend()
+    return fig
+
+
+@styled
+def plot_comparison(landscape: Landscape, runs: Mapping[str, Run], *, title: str | None = None) -> Figure:
+    """Paths on the contours (left) and loss gaps (right) of the same runs, one shared legend (Lab 3)."""
+    fig, axes = new_figure(1, 2, size=(11.0, 4.0))
+    plot_trajectories(landscape, runs, ax=axes[0, 0], legend=False, title=title)
+    plot_losses(runs, ax=axes[0, 1], ylim_low=max(1e-16, min(float(np.min(r.gaps[r.gaps > 0], initial=1.0))
+                                                              for r in runs.values()) / 3))
+    axes[0, 1].get_legend().remove()
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(3, len(labels)))
+    return fig
+
+
+@styled
+def plot_lr_sweep(lrs: Sequence[float], gaps: Sequence[float], *, initial_gap: float,
+                  threshold: float | None = None, steps: int | None = None) -> Figure:
+    """Final loss gap against the learning rate; runs whose loss grew are crosses (Lab 3).
+
+    Gaps above ``initial_gap`` (or inf, a run that blew up) count as diverged; blown-up runs sit on the top edge.
+    """
+    lrs, gaps = np.asarray(lrs, dtype=float), np.asarray(gaps, dtype=float)
+    fig, axes = new_figure(size=(6.4, 3.8))
+    ax = axes[0, 0]
+    grew = ~(gaps <= initial_gap)
+    finite = np.isfinite(gaps)
+    top = max(gaps[finite].max() if finite.any() else initial_gap, initial_gap) * 10
+    shown = np.where(finite, np.maximum(gaps, 1e-300), top)
+    ax.plot(lrs[~grew], shown[~grew], marker="o", markersize=3, color=COLORS[0], label="loss went down")
+    if grew.any():
+        ax.plot(lrs[grew], shown[grew], marker="x", linestyle="none", color=COLORS[3],
+                label="loss grew (blown-up runs on the top edge)")
+    ax.axhline(initial_gap, color="0.5", linewidth=0.8, linestyle=":", label="starting loss gap")
+    if threshold is not None:
+        ax.axvline(threshold, color="black", linestyle="--", linewidth=1, label=f"2/λ_max = {threshold:g}")
+    ax.set_yscale("log")
+    ax.set_xlabel("learning rate α")
+    ax.set_ylabel("f(θ) − f*" + (f" after {steps} steps" if steps else ""))
+    ax.legend(loc="lower left")
+    return fig
