@@ -106,6 +106,12 @@ def steps_to_tolerance(gaps: np.ndarray, tol: float) -> int | None:
     return int(hits[0]) if hits.size else None
 
 
+def steps_to_reach(make_optimizer, landscape: Landscape, tol: float, max_steps: int) -> int | None:
+    """Steps until the loss gap is ``tol`` times the initial one (None if not within ``max_steps``)."""
+    run = run_optimizer(make_optimizer, landscape, steps=max_steps)
+    return None if run.diverged else steps_to_tolerance(run.gaps, tol)
+
+
 def predicted_steps(rate: float, tol: float) -> float:
     """Steps for the loss gap to shrink by ``tol`` if the error shrinks by ``rate`` every step: ln tol / (2 ln rate)."""
     return math.log(tol) / (2.0 * math.log(rate))
@@ -116,6 +122,14 @@ def fit_tail_rate(gaps: np.ndarray, first: int, last: int) -> float:
     k = np.arange(first, last + 1)
     slope = np.polyfit(k, np.log(gaps[first:last + 1]), 1)[0]
     return math.exp(slope / 2.0)
+
+
+def fitted_rate(gaps: np.ndarray, floor: float = 1e-200) -> float:
+    """Per-step error contraction fitted over the second half of a run (steps whose gap is above ``floor``)."""
+    usable = int(np.argmax(np.asarray(gaps) <= floor)) if np.any(np.asarray(gaps) <= floor) else len(gaps)
+    if usable < 4:
+        raise ValueError("the run reached the floor within 4 steps: too few points to fit a rate")
+    return fit_tail_rate(gaps, usable // 2, usable - 1)
 
 
 @dataclass
@@ -160,8 +174,8 @@ def convergence_study(sgd_cls, momentum_cls, kappas: Sequence[float] = (10, 100,
         lam_min, lam_max = land.eigenvalues
         gd_lr = gd_optimal_lr(lam_min, lam_max)
         r_gd = gd_rate(kappa)
-        gd_steps = math.ceil(1.2 * predicted_steps(r_gd, tol)) + 5
-        gd = run_optimizer(lambda p, lr=gd_lr: sgd_cls(p, lr=lr), land, steps=gd_steps)
+        gd_steps = steps_to_reach(lambda p, lr=gd_lr: sgd_cls(p, lr=lr), land, tol,
+                                  math.ceil(1.2 * predicted_steps(r_gd, tol)) + 5)
         hb_lr, beta = heavy_ball_optimal(lam_min, lam_max)
         r_hb = heavy_ball_rate(kappa)
         naive = predicted_steps(r_hb, tol)
@@ -172,10 +186,10 @@ def convergence_study(sgd_cls, momentum_cls, kappas: Sequence[float] = (10, 100,
         hb = run_optimizer(lambda p, lr=hb_lr, b=beta: momentum_cls(p, lr=lr, momentum=b), land, steps=last)
         measured = hb.gaps
         hb_steps = steps_to_tolerance(measured, tol)
-        if gd.diverged or hb.diverged or hb_steps is None or steps_to_tolerance(gd.gaps, tol) is None:
+        if gd_steps is None or hb.diverged or hb_steps is None:
             raise RuntimeError(f"κ = {kappa:g}: a run did not reach the tolerance {tol:g}; check the optimizers")
         formula_error = float(np.max(np.abs(measured - exact) / exact))
-        rows.append(ConvergenceRow(kappa, steps_to_tolerance(gd.gaps, tol), predicted_steps(r_gd, tol), hb_steps,
+        rows.append(ConvergenceRow(kappa, gd_steps, predicted_steps(r_gd, tol), hb_steps,
                                    naive, exact_steps, r_hb,
                                    fit_tail_rate(measured, int(tail[0] * exact_steps), last), formula_error))
     return rows
@@ -210,9 +224,10 @@ def plot_rate_map(lam_min: float, lam_max: float, *, resolution: int = 300, ax=N
     else:
         fig = ax.figure
     shown = np.ma.masked_where(rates >= 1.0, rates)
-    mesh = ax.pcolormesh(lrs, betas, 1.0 - shown, cmap="viridis_r", norm=LogNorm(vmin=max((1 - shown).min(), 1e-4),
+    mesh = ax.pcolormesh(lrs, betas, 1.0 - shown, cmap="viridis", norm=LogNorm(vmin=max((1 - shown).min(), 1e-4),
                                                                                 vmax=1.0), shading="auto")
     ax.set_facecolor("#dddddd")
+    ax.grid(False)
     bar = fig.colorbar(mesh, ax=ax)
     bar.set_label("1 − rate (larger = faster); grey: diverges")
     ax.plot(2 * (1 + betas) / lam_max, betas, color="black", linestyle="--", linewidth=1.2,
@@ -277,7 +292,8 @@ def plot_heavy_ball_decay(landscape: Landscape, gaps: np.ndarray, lr: float, bet
 
 __all__ = [
     "gd_optimal_lr", "gd_rate", "heavy_ball_optimal", "heavy_ball_rate", "heavy_ball_radius", "heavy_ball_errors",
-    "quadratic_gaps", "steps_to_tolerance", "predicted_steps", "fit_tail_rate", "ConvergenceRow",
+    "quadratic_gaps", "steps_to_tolerance", "steps_to_reach", "predicted_steps", "fit_tail_rate", "fitted_rate",
+    "ConvergenceRow",
     "convergence_study", "format_convergence_table", "plot_rate_map", "plot_steps_vs_kappa",
     "plot_heavy_ball_decay",
 ]

@@ -210,6 +210,8 @@ def run_optimizer(
         loss = f(point)
         value = loss.item()
         if k == 0:
+            if not math.isfinite(value):
+                raise ValueError(f"the loss at the start {tuple(point.tolist())} is {value}: pick another start")
             limit = blowup * max(abs(value - min_value), 1.0)
         elif not math.isfinite(value) or abs(value - min_value) > limit:
             diverged_at = k
@@ -231,14 +233,38 @@ def run_all(landscape: Landscape, makers: Mapping[str, MakeOptimizer], steps: in
             for label, make in makers.items()}
 
 
+def is_diverging(run: Run) -> bool:
+    """True when the run blew up or its loss gap was still growing over the second half of the run."""
+    return run.diverged or bool(run.gaps[-1] > run.gaps[len(run.gaps) // 2])
+
+
 def sweep_learning_rates(make_optimizer: Callable[[Sequence[torch.Tensor], float], torch.optim.Optimizer],
-                         landscape: Landscape, lrs: Sequence[float], steps: int) -> np.ndarray:
-    """Loss gap after ``steps`` steps for each learning rate (inf where the run diverged) (Lab 3)."""
-    gaps = []
+                         landscape: Landscape, lrs: Sequence[float], steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Final loss gap (inf if blown up) and whether the run diverges (:func:`is_diverging`), per learning rate (Lab 3).
+
+    ``make_optimizer(params, lr)`` builds the optimizer, e.g. ``lambda p, lr: SGD(p, lr=lr)``.
+    """
+    gaps, diverging = [], []
     for lr in lrs:
         run = run_optimizer(lambda params, lr=lr: make_optimizer(params, lr), landscape, steps=steps)
         gaps.append(math.inf if run.diverged else float(run.gaps[-1]))
-    return np.array(gaps)
+        diverging.append(is_diverging(run))
+    return np.array(gaps), np.array(diverging)
+
+
+def divergence_threshold(make_optimizer: Callable[[Sequence[torch.Tensor], float], torch.optim.Optimizer],
+                         landscape: Landscape, low: float, high: float, *, steps: int = 400,
+                         iterations: int = 30) -> float:
+    """The learning rate where runs start to diverge, by bisection between ``low`` (converges) and ``high`` (Lab 3)."""
+    def diverges(lr: float) -> bool:
+        return is_diverging(run_optimizer(lambda params: make_optimizer(params, lr), landscape, steps=steps))
+
+    if diverges(low) or not diverges(high):
+        raise ValueError(f"need a converging low ({low:g}) and a diverging high ({high:g}) learning rate")
+    for _ in range(iterations):
+        middle = 0.5 * (low + high)
+        low, high = (low, middle) if diverges(middle) else (middle, high)
+    return 0.5 * (low + high)
 
 
 def weight_shrinkage_under_noise(make_optimizer: MakeOptimizer, sigmas: Sequence[float], *, steps: int = 1000,
@@ -288,15 +314,28 @@ def draw_landscape(ax, landscape: Landscape, *, levels: int = 14, resolution: in
     ax.grid(False)
 
 
+def _until_it_leaves(path: np.ndarray, ax) -> np.ndarray:
+    """The path up to and including its first point outside the axes' window (the rest would be off-screen)."""
+    (xmin, xmax), (ymin, ymax) = ax.get_xlim(), ax.get_ylim()
+    outside = (path[:, 0] < xmin) | (path[:, 0] > xmax) | (path[:, 1] < ymin) | (path[:, 1] > ymax)
+    return path[: int(np.argmax(outside)) + 1] if outside.any() else path
+
+
+def _style(i: int) -> dict:
+    """Colour and line style of the i-th run: styles differ too, so overlapping paths stay visible."""
+    return {"color": COLORS[i % len(COLORS)], "linestyle": LINESTYLES[i % len(LINESTYLES)]}
+
+
 def draw_trajectories(ax, runs: Mapping[str, Run], *, max_markers: int = 120) -> None:
-    """Each run's path (a line with dots at the iterates) in its own colour, labelled with its status."""
+    """Each run's path (dots at the iterates) in its own colour and line style, up to where it leaves the window.
+
+    Call after the window is set (e.g. by :func:`draw_landscape`); a cross marks where a path leaves it.
+    """
     for i, (label, run) in enumerate(runs.items()):
-        path = run.trajectory
-        ax.plot(path[:, 0], path[:, 1], color=COLORS[i % len(COLORS)], linewidth=1.4,
-                linestyle=LINESTYLES[(i // len(COLORS)) % len(LINESTYLES)],
-                marker="o" if len(path) <= max_markers else None, markersize=2.5,
-                label=f"{label} ({run.status})")
-        if run.diverged:
+        path = _until_it_leaves(run.trajectory, ax)
+        ax.plot(path[:, 0], path[:, 1], linewidth=1.4, marker="o" if len(path) <= max_markers else None,
+                markersize=2.5, label=f"{label} ({run.status})", **_style(i))
+        if len(path) < len(run.trajectory) or run.diverged:
             ax.plot(*path[-1], marker="x", markersize=9, color=COLORS[i % len(COLORS)], linestyle="none")
     if runs:
         start = next(iter(runs.values())).trajectory[0]
@@ -333,11 +372,9 @@ def plot_losses(runs: Mapping[str, Run], *, title: str = "loss gap f(θ) − f* 
         fig = ax.figure
     for i, (label, run) in enumerate(runs.items()):
         gaps = np.maximum(run.gaps, ylim_low)
-        color = COLORS[i % len(COLORS)]
-        ax.plot(np.arange(len(gaps)), gaps, color=color, label=label,
-                linestyle=LINESTYLES[(i // len(COLORS)) % len(LINESTYLES)])
+        ax.plot(np.arange(len(gaps)), gaps, label=label, **_style(i))
         if run.diverged:
-            ax.plot(len(gaps) - 1, gaps[-1], marker="x", markersize=9, color=color)
+            ax.plot(len(gaps) - 1, gaps[-1], marker="x", markersize=9, color=COLORS[i % len(COLORS)])
     ax.set_yscale("log")
     ax.set_ylim(bottom=ylim_low)
     ax.set_xlabel("step")
@@ -361,24 +398,19 @@ def plot_comparison(landscape: Landscape, runs: Mapping[str, Run], *, title: str
 
 
 @styled
-def plot_lr_sweep(lrs: Sequence[float], gaps: Sequence[float], *, initial_gap: float,
+def plot_lr_sweep(lrs: Sequence[float], gaps: Sequence[float], diverging: Sequence[bool], *,
                   threshold: float | None = None, steps: int | None = None) -> Figure:
-    """Final loss gap against the learning rate; runs whose loss grew are crosses (Lab 3).
-
-    Gaps above ``initial_gap`` (or inf, a run that blew up) count as diverged; blown-up runs sit on the top edge.
-    """
-    lrs, gaps = np.asarray(lrs, dtype=float), np.asarray(gaps, dtype=float)
+    """Final loss gap against the learning rate; diverging runs are crosses, blown-up ones on the top edge (Lab 3)."""
+    lrs, gaps, diverging = np.asarray(lrs, dtype=float), np.asarray(gaps, dtype=float), np.asarray(diverging)
     fig, axes = new_figure(size=(6.4, 3.8))
     ax = axes[0, 0]
-    grew = ~(gaps <= initial_gap)
     finite = np.isfinite(gaps)
-    top = max(gaps[finite].max() if finite.any() else initial_gap, initial_gap) * 10
+    top = gaps[finite].max() * 10 if finite.any() else 1.0
     shown = np.where(finite, np.maximum(gaps, 1e-300), top)
-    ax.plot(lrs[~grew], shown[~grew], marker="o", markersize=3, color=COLORS[0], label="loss went down")
-    if grew.any():
-        ax.plot(lrs[grew], shown[grew], marker="x", linestyle="none", color=COLORS[3],
-                label="loss grew (blown-up runs on the top edge)")
-    ax.axhline(initial_gap, color="0.5", linewidth=0.8, linestyle=":", label="starting loss gap")
+    ax.plot(lrs[~diverging], shown[~diverging], marker="o", markersize=3, color=COLORS[0], label="converging")
+    if diverging.any():
+        ax.plot(lrs[diverging], shown[diverging], marker="x", linestyle="none", color=COLORS[3],
+                label="diverging (blown up: top edge)")
     if threshold is not None:
         ax.axvline(threshold, color="black", linestyle="--", linewidth=1, label=f"2/λ_max = {threshold:g}")
     ax.set_yscale("log")
