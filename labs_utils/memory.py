@@ -34,7 +34,7 @@ from matplotlib.figure import Figure
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from .plotting import COLORS, new_figure
+from .plotting import COLORS, new_figure, styled
 
 MiB = 2 ** 20
 PHASES = ("forward", "backward", "recompute")
@@ -332,6 +332,7 @@ def segment_annotation(first_layer: int, last_layer: int) -> str:
     return f"{source}\n\u2192 recompute {first_layer}\u2013{last_layer}\n\u2192 backprop"
 
 
+@styled
 def plot_memory_timeline(report: MemoryReport, *, segments: Sequence[tuple] | None = None,
                          predicted_peak: int | None = None, title: str | None = None,
                          ax=None) -> Figure:

@@ -1,4 +1,4 @@
-"""labs_utils.memory: exact live-storage bytes on the CPU, the CUDA statistics path, the analytic model."""
+"""labs_utils.memory (exact live-storage bytes, the CUDA path, the analytic model) and checkpoint_demo."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,6 +9,7 @@ from test_checks_checkpointing import checkpointed_saved_input  # a reference so
 from torch import nn
 from torch.utils.checkpoint import checkpoint_sequential
 
+from labs_utils import checkpoint_demo as demo
 from labs_utils import memory
 from labs_utils.memory import (
     MemoryTracker,
@@ -235,3 +236,64 @@ def test_timeline_plot_refuses_segments_that_do_not_match_the_recomputations():
     report = measure_step(lambda x: checkpointed_saved_input(blocks, x, 3), make_input, blocks.parameters())
     with pytest.raises(ValueError, match="2 recomputations"):
         plot_memory_timeline(report, segments=[(1, 6)])
+
+
+# --- labs_utils.checkpoint_demo: the experiments of the lab ----------------------------------------------
+def test_largest_batch_finds_the_exact_limit_with_few_measurements():
+    calls = []
+
+    def peak(batch):  # 1,000 fixed bytes, 37 per sample, and a bump at small batches (non-linear)
+        calls.append(batch)
+        return 1000 + 37 * batch + (50 if batch < 8 else 0)
+
+    result = demo.largest_batch(peak, budget_bytes=10_000)
+    assert result.batch_size == 243  # 1000 + 37 * 243 = 9991 <= 10000 < 10028
+    assert len(calls) <= 8
+    assert result.peaks[243] == 9991
+
+
+def test_largest_batch_refuses_a_budget_smaller_than_one_sample():
+    with pytest.raises(ValueError, match="a batch of 1 needs"):
+        demo.largest_batch(lambda batch: 500 * batch, budget_bytes=100)
+
+
+def test_predicted_time_ratio_adds_the_replayed_share_of_the_forward_pass():
+    step = demo.StepTime(forward_s=1.0, backward_s=2.0)
+    assert demo.predicted_time_ratio(step) == pytest.approx(4 / 3)
+    assert demo.predicted_time_ratio(step, recomputed_fraction=8 / 12) == pytest.approx(1 + 2 / 9)
+
+
+def test_count_calls_counts_forward_runs_and_removes_its_hooks():
+    blocks = linear_relu_blocks(3)
+    with demo.count_calls(blocks) as calls:
+        blocks(make_input())
+        blocks[0](make_input())
+    blocks(make_input())
+    assert calls == [2, 1, 1]
+
+
+def test_gradient_error_is_zero_for_the_reference_itself():
+    blocks = linear_relu_blocks(2)
+    assert demo.gradient_error(blocks, blocks, list(blocks.parameters()), make_input()) == 0.0
+
+
+def test_each_linear_relu_block_keeps_one_activation():
+    assert demo.stored_bytes_per_block(linear_relu_blocks(3), make_input()) == [ACTIVATION] * 3
+
+
+def test_segment_sweep_measures_every_size_against_the_model():
+    blocks = linear_relu_blocks(4)
+    sweep = demo.segment_sweep(checkpointed_saved_input, blocks, make_input, (1, 2, 4), "cpu", repeats=1)
+    assert [peak - model for peak, model in zip(sweep.peaks, sweep.predicted_peaks)] == [8, 8, 8]
+    assert sweep.plain_peak == predicted_peak_bytes(4, None, ACTIVATION) + 8
+    assert len(sweep.table().splitlines()) == 2 + 3
+    assert isinstance(demo.plot_segment_sweep(sweep), Figure)
+
+
+@pytest.mark.parametrize("model", [demo.deep_cnn(n_blocks=2, channels=4), demo.downsampling_cnn()],
+                         ids=["deep_cnn", "downsampling_cnn"])
+def test_cnns_classify_mnist_sized_images(model):
+    images, labels = demo.mnist_like_batch(3)()
+    assert model(images).shape == (3, 10)
+    assert model(images, lambda blocks, h: blocks(h)).shape == (3, 10)
+    assert labels.shape == (3,)

@@ -1,0 +1,386 @@
+"""The experiments of Lab 2 (gradient checkpointing): networks, timing, the segment-size sweep,
+the largest batch under a memory budget, and small tools for the pitfalls.
+
+Every function takes the student's ``checkpointed_forward(blocks, x, segment_size)`` (or any
+``forward(x)``) as an argument: nothing here implements checkpointing.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+
+from .memory import MiB, measure_step, predicted_peak_bytes, track_memory
+from .plotting import COLORS, new_figure, styled
+
+Forward = Callable[[torch.Tensor], torch.Tensor]
+CheckpointedForward = Callable[[Sequence[nn.Module], torch.Tensor, int], torch.Tensor]
+
+
+# -- networks ---------------------------------------------------------------------------------------
+def linear_blocks(n_blocks: int = 12, width: int = 512, seed: int = 0) -> nn.Sequential:
+    """n equal blocks Linear(width, width) + ReLU: each stores one (batch, width) activation (Lab 2)."""
+    torch.manual_seed(seed)
+    return nn.Sequential(*[nn.Sequential(nn.Linear(width, width), nn.ReLU()) for _ in range(n_blocks)])
+
+
+class BlockNet(nn.Module):
+    """stem -> blocks -> head, where a function of (blocks, h) may run the blocks, e.g. checkpointed (Lab 2)."""
+
+    def __init__(self, stem: nn.Module, blocks: nn.Sequential, head: nn.Module) -> None:
+        super().__init__()
+        self.stem, self.blocks, self.head = stem, blocks, head
+
+    def forward(self, x: torch.Tensor,
+                run_blocks: Callable[[nn.Sequential, torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+        h = self.stem(x)
+        h = self.blocks(h) if run_blocks is None else run_blocks(self.blocks, h)
+        return self.head(h)
+
+
+def deep_cnn(n_blocks: int = 16, channels: int = 16, seed: int = 0) -> BlockNet:
+    """A VGG-style CNN for 28x28 images: a stride-2 stem, then n blocks conv-ReLU-conv-ReLU at 14x14 (Lab 2).
+
+    Every block has the same size, so checkpointing every k blocks behaves like the n equal layers
+    of the analytic model.
+    """
+    torch.manual_seed(seed)
+
+    def block() -> nn.Module:
+        return nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(),
+                             nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU())
+
+    stem = nn.Sequential(nn.Conv2d(1, channels, 3, stride=2, padding=1), nn.ReLU())
+    head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, 10))
+    return BlockNet(stem, nn.Sequential(*[block() for _ in range(n_blocks)]), head)
+
+
+def downsampling_cnn(channels: Sequence[int] = (16, 32, 64, 128), seed: int = 0) -> BlockNet:
+    """Four blocks conv-ReLU-conv-ReLU-maxpool that halve the resolution (28 -> 14 -> 7 -> 3 -> 1) (Lab 2)."""
+    torch.manual_seed(seed)
+    sizes = (1, *channels)
+    blocks = nn.Sequential(*[
+        nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU(), nn.Conv2d(c_out, c_out, 3, padding=1),
+                      nn.ReLU(), nn.MaxPool2d(2))
+        for c_in, c_out in zip(sizes, sizes[1:])
+    ])
+    return BlockNet(nn.Identity(), blocks, nn.Sequential(nn.Flatten(), nn.Linear(channels[-1], 10)))
+
+
+def mnist_like_batch(batch_size: int, device: torch.device | str = "cpu", seed: int = 0):
+    """A function making random (batch, 1, 28, 28) images and labels: memory and time do not depend on pixels."""
+    def make() -> tuple[torch.Tensor, torch.Tensor]:
+        generator = torch.Generator().manual_seed(seed)
+        images = torch.rand(batch_size, 1, 28, 28, generator=generator)
+        labels = torch.randint(0, 10, (batch_size,), generator=generator)
+        return images.to(device), labels.to(device)
+    return make
+
+
+def classification_step_memory(model: BlockNet, run_blocks, batch_size: int, device: torch.device | str) -> int:
+    """Peak bytes (parameters included) of one cross-entropy training step of ``model`` (Lab 2)."""
+    images, labels = mnist_like_batch(batch_size, "cpu")()
+    labels = labels.to(device)
+    report = measure_step(lambda x: model(x, run_blocks), lambda: images.to(device), model.parameters(), device,
+                          loss_fn=lambda logits: nn.functional.cross_entropy(logits, labels))
+    return report.peak_bytes
+
+
+# -- timing -----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StepTime:
+    """Seconds of the forward pass (loss included) and of the backward pass of one training step."""
+
+    forward_s: float
+    backward_s: float
+
+    @property
+    def total_s(self) -> float:
+        return self.forward_s + self.backward_s
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_steps(steps: dict, repeats: int = 3) -> dict:
+    """Time training steps, ``{name: () -> loss}``, interleaved so that a busy machine slows all alike (Lab 2).
+
+    Each step runs once to warm up, then ``repeats`` times; the fastest forward and backward are kept
+    (the least disturbed runs). Returns ``{name: StepTime}``.
+    """
+    best = {name: [float("inf"), float("inf")] for name in steps}
+    for repeat in range(repeats + 1):
+        for name, step in steps.items():
+            loss = step()  # the warm-up (repeat 0) also builds the device for the synchronisation
+            device = loss.device
+            _synchronize(device)
+            start = time.perf_counter()
+            loss = step()
+            _synchronize(device)
+            middle = time.perf_counter()
+            loss.backward()
+            _synchronize(device)
+            end = time.perf_counter()
+            if repeat:
+                best[name][0] = min(best[name][0], middle - start)
+                best[name][1] = min(best[name][1], end - middle)
+            del loss
+    return {name: StepTime(*times) for name, times in best.items()}
+
+
+def predicted_time_ratio(plain: StepTime, recomputed_fraction: float = 1.0) -> float:
+    """Time of a checkpointed step over a plain one if recomputation costs one extra forward (Lab 2).
+
+    ``recomputed_fraction``: the share of the forward pass that is replayed (1 when every segment is,
+    (n - last segment) / n for ``torch.utils.checkpoint.checkpoint_sequential``).
+    """
+    return (plain.total_s + recomputed_fraction * plain.forward_s) / plain.total_s
+
+
+# -- the segment-size sweep ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SweepResult:
+    """Peak activation bytes and step times against the segment size, with the analytic model."""
+
+    n_blocks: int
+    activation_bytes: int
+    sizes: tuple
+    peaks: tuple
+    plain_peak: int
+    times: tuple
+    plain_time: StepTime
+    device: str
+
+    @property
+    def predicted_peaks(self) -> tuple:
+        return tuple(predicted_peak_bytes(self.n_blocks, k, self.activation_bytes) for k in self.sizes)
+
+    @property
+    def time_ratios(self) -> tuple:
+        return tuple(t.total_s / self.plain_time.total_s for t in self.times)
+
+    def table(self) -> str:
+        """Measured vs model, one row per segment size (MiB and time ratios)."""
+        rows = [f"{'segments of':>11} {'peak MiB':>9} {'model MiB':>9} {'off by':>7} {'time x plain':>12}",
+                f"{'plain':>11} {self.plain_peak / MiB:9.1f} "
+                f"{predicted_peak_bytes(self.n_blocks, None, self.activation_bytes) / MiB:9.1f} "
+                f"{self.plain_peak / predicted_peak_bytes(self.n_blocks, None, self.activation_bytes) - 1:7.1%} "
+                f"{1:12.2f}"]
+        for k, peak, model, ratio in zip(self.sizes, self.peaks, self.predicted_peaks, self.time_ratios):
+            rows.append(f"{k:11d} {peak / MiB:9.1f} {model / MiB:9.1f} {peak / model - 1:7.1%} {ratio:12.2f}")
+        return "\n".join(rows)
+
+
+def segment_sweep(checkpointed_forward: CheckpointedForward, blocks: nn.Sequential,
+                  make_input: Callable[[], torch.Tensor], sizes: Iterable[int], device: torch.device | str,
+                  repeats: int = 3) -> SweepResult:
+    """Measure peak activation memory (exact) and step time of plain backprop and of every segment size (Lab 2).
+
+    ``blocks`` must be equal blocks that each store one activation the size of ``make_input()``.
+    """
+    sizes = tuple(sizes)
+    params = list(blocks.parameters())
+    forwards = {None: blocks, **{k: (lambda x, k=k: checkpointed_forward(blocks, x, k)) for k in sizes}}
+    forwards[None](make_input()).sum().backward()  # warm-up: lazy initialisation must not count
+    peaks = {k: measure_step(f, make_input, params, device).peak_activation_bytes for k, f in forwards.items()}
+    x = make_input()
+    times = time_steps({k: (lambda f=f: f(x).sum()) for k, f in forwards.items()}, repeats)
+    for param in params:
+        param.grad = None
+    return SweepResult(n_blocks=len(blocks), activation_bytes=x.numel() * x.element_size(), sizes=sizes,
+                       peaks=tuple(peaks[k] for k in sizes), plain_peak=peaks[None],
+                       times=tuple(times[k] for k in sizes), plain_time=times[None], device=str(device))
+
+
+@styled
+def plot_segment_sweep(result: SweepResult) -> Figure:
+    """Peak activation memory and step time against the segment size, measured and modelled (Lab 2)."""
+    fig, axes = new_figure(1, 2, size=(10, 3.8))
+    memory_ax, time_ax = axes[0]
+    sizes = np.asarray(result.sizes)
+    memory_ax.plot(sizes, np.asarray(result.predicted_peaks) / MiB, color=COLORS[0], linewidth=2, alpha=0.6,
+                   label="model: ceil(n/k) + k + 3 activations")
+    memory_ax.plot(sizes, np.asarray(result.peaks) / MiB, "o", color=COLORS[3], label="measured")
+    memory_ax.axhline(result.plain_peak / MiB, color="0.3", linestyle="--", linewidth=1, label="plain backprop")
+    best = sizes[int(np.argmin(result.peaks))]
+    memory_ax.axvline(np.sqrt(result.n_blocks), color=COLORS[2], linestyle=":", linewidth=1.2,
+                      label=f"k = \u221an = {np.sqrt(result.n_blocks):.2f}")
+    memory_ax.set_xlabel("segment size k (blocks per segment)")
+    memory_ax.set_ylabel("peak activation memory (MiB)")
+    memory_ax.set_title(f"Memory, n = {result.n_blocks} blocks: lowest at k = {best}")
+    memory_ax.set_ylim(0, max(result.peaks + (result.plain_peak,)) / MiB * 1.15)
+    memory_ax.legend(loc="lower right")
+    time_ax.plot(sizes, result.time_ratios, "o", color=COLORS[3], label="measured")
+    time_ax.axhline(predicted_time_ratio(result.plain_time), color=COLORS[0], linewidth=2, alpha=0.6,
+                    label="model: one extra forward")
+    time_ax.axhline(1.0, color="0.3", linestyle="--", linewidth=1, label="plain backprop")
+    time_ax.set_xlabel("segment size k (blocks per segment)")
+    time_ax.set_ylabel("step time / plain step time")
+    time_ax.set_title(f"Time (measured on {result.device})")
+    time_ax.set_ylim(0.8, max(1.6, max(result.time_ratios) * 1.1))
+    time_ax.legend(loc="upper right")
+    for ax in axes[0]:
+        ax.set_xticks(sizes)
+    return fig
+
+
+# -- the largest batch under a memory budget ------------------------------------------------------------
+@dataclass(frozen=True)
+class BudgetResult:
+    """The largest batch whose measured peak fits ``budget_bytes``, and every peak measured on the way."""
+
+    batch_size: int
+    budget_bytes: int
+    peaks: dict  # batch size -> measured peak bytes
+
+
+def largest_batch(peak_bytes: Callable[[int], int], budget_bytes: int, probes: tuple = (4, 8)) -> BudgetResult:
+    """Largest batch size whose measured peak is within the budget (Lab 2).
+
+    Memory grows about linearly with the batch: the line through the two latest measurements
+    predicts the answer (secant steps), which is then confirmed by measuring it and the batch one larger.
+    """
+    peaks: dict = {}
+
+    def measured(b: int) -> int:
+        if b not in peaks:
+            peaks[b] = peak_bytes(b)
+        return peaks[b]
+
+    def predicted(b: int, other: int) -> int:
+        per_sample = (measured(b) - measured(other)) / (b - other)
+        if per_sample <= 0:
+            raise ValueError("the measured peak does not grow with the batch size")
+        return max(1, int(b + (budget_bytes - measured(b)) // per_sample))
+
+    if measured(1) > budget_bytes:
+        raise ValueError(f"a batch of 1 needs {measured(1) / MiB:.1f} MiB, more than the budget "
+                         f"of {budget_bytes / MiB:.1f} MiB")
+    previous, batch = probes
+    for _ in range(10):
+        previous, batch = batch, predicted(batch, previous)
+        if batch == previous:
+            break
+    while batch > 1 and measured(batch) > budget_bytes:
+        batch -= 1
+    while measured(batch + 1) <= budget_bytes:
+        batch += 1
+    return BudgetResult(batch, budget_bytes, dict(sorted(peaks.items())))
+
+
+@styled
+def plot_budget(results: dict) -> Figure:
+    """Measured peak memory against batch size for each variant, the budget, and the largest batches (Lab 2)."""
+    fig, axes = new_figure(size=(6.5, 3.8))
+    ax = axes[0, 0]
+    budget = next(iter(results.values())).budget_bytes
+    for color, (name, result) in zip(COLORS, results.items()):
+        batches = np.asarray(list(result.peaks))
+        peaks = np.asarray(list(result.peaks.values())) / MiB
+        slope, intercept = np.polyfit(batches, peaks, 1)
+        xs = np.array([0, max(r.batch_size for r in results.values()) * 1.2])
+        ax.plot(xs, intercept + slope * xs, color=color, linewidth=1.2, alpha=0.7)
+        ax.plot(batches, peaks, "o", color=color, markersize=4, label=f"{name}: largest batch {result.batch_size}")
+        ax.plot([result.batch_size], [result.peaks[result.batch_size] / MiB], "*", color=color, markersize=13)
+    ax.axhline(budget / MiB, color="0.2", linestyle="--", linewidth=1, label=f"budget {budget / MiB:.0f} MiB")
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("measured peak memory (MiB)\nparameters included")
+    ax.set_title("Largest batch under the same memory budget")
+    ax.set_ylim(0, budget / MiB * 1.3)
+    ax.legend(loc="lower right")
+    return fig
+
+
+def stored_bytes_per_block(blocks: Iterable[nn.Module], x: torch.Tensor) -> list:
+    """Bytes each block adds to memory in a plain forward (what it saves for backward plus its output) (Lab 2)."""
+    sizes = []
+    h = x
+    for block in blocks:
+        with track_memory(h.device) as tracker:
+            h = block(h)
+        sizes.append(int(tracker.report().timeline[-1]))
+    return sizes
+
+
+@styled
+def plot_block_memory(block_bytes: Sequence[int], peaks: dict, batch_size: int) -> Figure:
+    """Left: bytes each block keeps for backward; right: peak of each variant (Lab 2, the 4-block CNN)."""
+    fig, axes = new_figure(1, 2, size=(10, 3.6))
+    left, right = axes[0]
+    names = [f"block {i + 1}" for i in range(len(block_bytes))]
+    share = np.asarray(block_bytes) / sum(block_bytes)
+    bars = left.bar(names, np.asarray(block_bytes) / MiB, color=COLORS[0])
+    left.bar_label(bars, labels=[f"{s:.0%}" for s in share], fontsize=9)
+    left.set_ylabel(f"MiB kept for backward\n(batch {batch_size})")
+    left.set_title("Where the activations are")
+    plain = peaks[next(iter(peaks))]
+    bars = right.bar(list(peaks), np.asarray(list(peaks.values())) / MiB, color=COLORS[1:1 + len(peaks)])
+    right.bar_label(bars, labels=[f"{p / plain - 1:+.0%}" if i else "" for i, p in enumerate(peaks.values())],
+                    fontsize=9)
+    right.set_ylabel(f"peak memory (MiB, batch {batch_size})")
+    right.set_title("Checkpointing by module count")
+    right.tick_params(axis="x", labelsize=8)
+    for ax in (left, right):
+        ax.set_ylim(0, ax.get_ylim()[1] * 1.15)
+    return fig
+
+
+@styled
+def plot_xy(curves: dict, *, xlabel: str, ylabel: str, title: str | None = None, ax=None,
+            models: Sequence[str] = ()) -> Figure:
+    """Measured points joined by lines, ``{name: (xs, ys)}``; the curves named in ``models`` dashed (Lab 2)."""
+    if ax is None:
+        fig, axes = new_figure(size=(5, 3.6))
+        ax = axes[0, 0]
+    else:
+        fig = ax.figure
+    for i, (name, (xs, ys)) in enumerate(curves.items()):
+        style = dict(linestyle="--", linewidth=2, alpha=0.7) if name in models else dict(marker="o", markersize=4)
+        ax.plot(xs, ys, color=COLORS[i % len(COLORS)], label=name, **style)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(bottom=0)
+    if title:
+        ax.set_title(title)
+    ax.legend()
+    return fig
+
+
+# -- pitfalls ------------------------------------------------------------------------------------------
+@contextmanager
+def count_calls(modules: Sequence[nn.Module]):
+    """``with count_calls(blocks) as calls:`` -- ``calls[i]`` counts the forward runs of ``modules[i]`` (Lab 2)."""
+    calls = [0] * len(modules)
+    handles = [module.register_forward_hook(lambda *_, i=i: calls.__setitem__(i, calls[i] + 1))
+               for i, module in enumerate(modules)]
+    try:
+        yield calls
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def gradient_error(forward: Forward, reference: Forward, params: Sequence[torch.Tensor], x: torch.Tensor,
+                   seed: int = 0) -> float:
+    """Relative error ||g - g_ref|| / ||g_ref|| of the parameter gradients of ``forward`` (Lab 2).
+
+    Both run from the same random state (``seed``), so random layers such as dropout draw the same
+    masks as long as the forward passes consume random numbers in the same way.
+    """
+    def gradients(f: Forward) -> torch.Tensor:
+        for param in params:
+            param.grad = None
+        torch.manual_seed(seed)
+        f(x).pow(2).sum().backward()
+        return torch.cat([param.grad.flatten() for param in params])
+
+    expected = gradients(reference)
+    return ((gradients(forward) - expected).norm() / expected.norm()).item()
