@@ -15,8 +15,8 @@ __version__ = "0.1.0"
 REPO_URL = "https://github.com/dl-frameworks-course/dl-frameworks-labs"
 
 _SUBMODULES = (
-    "runtime", "data", "training", "plotting", "checks", "memory", "landscapes",
-    "autoencoders", "colab", "notebooks", "grade",
+    "runtime", "data", "training", "plotting", "widgets", "checks", "colab",
+    "autoencoders", "memory", "checkpoint_demo", "landscapes", "convergence", "notebooks", "grade",
 )
 
 # Public helpers re-exported at the top level: name -> submodule that defines it.

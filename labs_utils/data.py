@@ -76,18 +76,17 @@ def load_mnist(
 
 def mnist_source(root: str | Path | None = None) -> str:
     """A sentence saying which MNIST the labs use: the full set or the bundled subset."""
-    _, _ = _load_uint8("train", str(Path(root) if root is not None else default_root()))
-    origin, reason = _SOURCE.get("train", ("bundled", ""))
-    if origin == "torchvision":
+    _load_uint8("train", str(Path(root) if root is not None else default_root()))
+    if _SOURCE.get("train") == "torchvision":
         return "full MNIST via torchvision: 60,000 training and 10,000 test digits"
     return (
-        "the bundled MNIST subset: 4,000 training and 1,000 test digits "
-        f"({reason}; the labs work with it, only the numbers are a little worse)"
+        "the bundled MNIST subset: 4,000 training and 1,000 test digits (full MNIST could not be loaded; "
+        "the labs work with the subset, only the numbers are a little worse)"
     )
 
 
-# split -> (origin, reason); filled by _load_uint8
-_SOURCE: dict[str, tuple[str, str]] = {}
+# split -> "torchvision" or "bundled"; filled by _load_uint8
+_SOURCE: dict[str, str] = {}
 _WARNED = False
 
 
@@ -98,11 +97,11 @@ def _load_uint8(split: str, root: str) -> tuple[torch.Tensor, torch.Tensor]:
     else:
         try:
             images, labels = _load_torchvision(split, Path(root))
-            _SOURCE[split] = ("torchvision", "")
+            _SOURCE[split] = "torchvision"
             return images, labels
         except Exception as exc:  # any failure: no torchvision, no network, partial files, ...
             reason = f"torchvision could not provide MNIST: {type(exc).__name__}: {_one_line(exc)}"
-    _SOURCE[split] = ("bundled", reason)
+    _SOURCE[split] = "bundled"
     _warn_once(reason)
     return load_bundled(split)
 
