@@ -161,7 +161,8 @@ class MemoryTracker:
 
     # -- recording -------------------------------------------------------------------------------
     def _on_device(self, tensor: torch.Tensor) -> bool:
-        return tensor.device == self.device
+        # torch.device("mps") has no index while its tensors say mps:0
+        return tensor.device.type == self.device.type and self.device.index in (None, tensor.device.index)
 
     def _sample(self) -> None:
         self._timeline.append(self._live if self._cuda is None else self._cuda.allocated())
@@ -218,9 +219,11 @@ class MemoryTracker:
             MemoryTracker._active = None
             self._mode = None
             self._failed = exc_type is not None
-        if not self._failed:
-            self._report = self._build_report()
-        self._records.clear()  # drops the weak references: no callback fires after the block
+        try:
+            if not self._failed:
+                self._report = self._build_report()
+        finally:
+            self._records.clear()  # drops the weak references: no callback fires after the block
 
     def _build_report(self) -> MemoryReport:
         if not self._allocated_at:

@@ -5,8 +5,9 @@
     python scripts/benchmark_checkpointing.py --repeats 10 --threads 4
 
 Checkpointing is the solution notebook's own ``checkpointed_forward`` (its exercise cell is executed
-here), so the figures are those of the lab. Memory on the CPU is exact and deterministic; times
-are the fastest of ``--repeats`` interleaved runs, so run this on an otherwise idle machine.
+here), so the figures are those of the lab. Memory on the CPU is exact and deterministic. Times are
+the fastest of ``--repeats`` interleaved runs, in CPU time of this process on the CPU (wall time on
+CUDA): an idle machine still gives the cleanest figures (no competition for caches and memory bandwidth).
 """
 from __future__ import annotations
 

@@ -70,8 +70,8 @@ class CtxAttributeSegment(torch.autograd.Function):
 def checkpointed_ctx_attribute(blocks, x, segment_size):
     start = 0
     while start < len(blocks):
-        segment = list(blocks)[start:start + segment_size]
-        x = CtxAttributeSegment.apply(segment, x, *_params(segment))
+        segment = blocks[start:start + segment_size]  # slicing an nn.Sequential gives an nn.Sequential
+        x = CtxAttributeSegment.apply(segment, x, *segment.parameters())
         start += segment_size
     return x
 

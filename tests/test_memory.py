@@ -163,6 +163,15 @@ def test_report_is_only_ready_after_the_block():
         tracker.mark("late")
 
 
+def test_a_tracker_records_one_block_only():
+    tracker = track_memory("cpu")
+    with tracker:
+        torch.ones(1)
+    with pytest.raises(RuntimeError, match="already been used"):
+        with tracker:
+            pass
+
+
 def test_an_error_in_the_block_leaves_no_report_and_no_active_tracker():
     tracker = track_memory("cpu")
     with pytest.raises(ZeroDivisionError):
@@ -261,6 +270,15 @@ def test_predicted_time_ratio_adds_the_replayed_share_of_the_forward_pass():
     step = demo.StepTime(forward_s=1.0, backward_s=2.0)
     assert demo.predicted_time_ratio(step) == pytest.approx(4 / 3)
     assert demo.predicted_time_ratio(step, recomputed_fraction=8 / 12) == pytest.approx(1 + 2 / 9)
+
+
+def test_time_steps_times_forward_and_backward_of_every_step():
+    blocks = linear_relu_blocks(2)
+    times = demo.time_steps({"plain": lambda: blocks(make_input()).sum(),
+                             "twice": lambda: blocks(blocks(make_input())).sum()}, repeats=2)
+    assert set(times) == {"plain", "twice"}
+    assert all(t.forward_s >= 0 and t.backward_s >= 0 and t.total_s == t.forward_s + t.backward_s
+               for t in times.values())
 
 
 def test_count_calls_counts_forward_runs_and_removes_its_hooks():

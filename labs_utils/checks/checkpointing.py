@@ -36,11 +36,11 @@ class _LoggedBlock(nn.Module):
         return torch.tanh(self.linear(h))
 
 
-def _logged_blocks(n_blocks: int, seed: int) -> tuple[nn.ModuleList, list, list]:
+def _logged_blocks(n_blocks: int, seed: int) -> tuple[nn.Sequential, list, list]:
     torch.manual_seed(seed)
     log: list = []
     phase = ["forward"]
-    return nn.ModuleList(_LoggedBlock(i, log, phase) for i in range(n_blocks)), log, phase
+    return nn.Sequential(*(_LoggedBlock(i, log, phase) for i in range(n_blocks))), log, phase
 
 
 def _input(seed: int, requires_grad: bool) -> torch.Tensor:
@@ -48,7 +48,7 @@ def _input(seed: int, requires_grad: bool) -> torch.Tensor:
     return torch.randn(_BATCH, _WIDTH, dtype=torch.float64, generator=generator).requires_grad_(requires_grad)
 
 
-def _reference(blocks: nn.ModuleList, x: torch.Tensor) -> tuple[torch.Tensor, list, torch.Tensor | None]:
+def _reference(blocks: nn.Sequential, x: torch.Tensor) -> tuple[torch.Tensor, list, torch.Tensor | None]:
     """Plain backprop: the output, the parameter gradients and the input gradient."""
     x = x.detach().requires_grad_(x.requires_grad)
     h = x
@@ -71,7 +71,7 @@ def _segments_text(indices: list) -> str:
     return ", ".join(f"[{a + 1}\u2013{b + 1}]" if a != b else f"[{a + 1}]" for a, b in runs) or "none"
 
 
-def _run(fn: Callable, blocks: nn.ModuleList, x: torch.Tensor, segment_size: int) -> torch.Tensor:
+def _run(fn: Callable, blocks: nn.Sequential, x: torch.Tensor, segment_size: int) -> torch.Tensor:
     out = call_student(fn, blocks, x, segment_size, what=f"{describe(fn)}(blocks, x, segment_size={segment_size})")
     if not isinstance(out, torch.Tensor):
         fail(f"{describe(fn)} returned {type(out).__name__}, expected the output tensor of the last block.",
