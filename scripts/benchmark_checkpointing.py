@@ -55,6 +55,10 @@ def linear_figures(checkpointed_forward, device: torch.device, width: int, batch
     worst = max(abs(peak / model - 1) for peak, model in zip(sweep.peaks, sweep.predicted_peaks))
     print(f"\nmemory: worst |measured / model - 1| over k = 1..12: {worst:.1%} (target <= 10%): "
           f"{verdict(worst <= 0.1)}")
+    model_ratio = demo.predicted_time_ratio(sweep.plain_time)
+    worst_time = max((ratio / model_ratio - 1 for ratio in sweep.time_ratios), key=abs)
+    print(f"time: worst measured / model - 1 over k = 1..12: {worst_time:+.1%} (model {model_ratio:.2f} x plain, "
+          f"target within 10%): {verdict(abs(worst_time) <= 0.1)}")
     again = demo.segment_sweep(checkpointed_forward, blocks, make_input, (4,), device, repeats=1)
     print(f"memory deterministic (k = 4 measured again: {again.peaks[0]} vs {sweep.peaks[3]} bytes): "
           f"{verdict(again.peaks[0] == sweep.peaks[3])}")
