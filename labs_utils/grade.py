@@ -49,6 +49,7 @@ MAX_SUBMISSION_BYTES = 256 * 2**20
 MAX_KERNEL_STARTS = 4  # the first run plus re-runs after a cell killed or hung the kernel
 IMPORT_TIMEOUT_S = 300  # importing the checks (torch) before the first check, whatever --timeout says
 TIMEOUT_ENAME = "LabsGraderCellTimeout"
+MAX_LISTED_ERRORS = 10  # cell errors listed in a student's feedback (all of them are in the JSON report)
 STATUS_TEXT = {
     "passed": "passed",
     "failed": "failed",
@@ -625,7 +626,9 @@ def feedback(result: SubmissionResult) -> str:
     if result.cell_errors:
         lines += ["", "Cells that raised an error when the notebook was run from the top:"]
         lines += [f"- cell {e.cell} (`{e.first_line}`): {e.ename}: {e.evalue.splitlines()[0] if e.evalue else ''}"
-                  for e in result.cell_errors]
+                  for e in result.cell_errors[:MAX_LISTED_ERRORS]]
+        if len(result.cell_errors) > MAX_LISTED_ERRORS:
+            lines.append(f"- ... and {len(result.cell_errors) - MAX_LISTED_ERRORS} more")
     return "\n".join(lines) + "\n"
 
 
