@@ -25,6 +25,7 @@ import os
 import re
 import secrets
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +36,12 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+import nbformat
+from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
+from jupyter_client.manager import AsyncKernelManager
+from nbclient import NotebookClient
+from nbclient.exceptions import DeadKernelError
 
 from .grading_kernel import RESULT_MIME
 
@@ -202,6 +209,25 @@ def defined_names(source: str) -> set:
     return names
 
 
+_SHELL_LINE = re.compile(r"^(\s*)(?:!|%(?:pip|conda|mamba|system|sx|sc)\b)")
+_SHELL_CELL = re.compile(r"^\s*%%(?:bash|sh|system|script|sx)\b")
+
+
+def without_shell_commands(source: str) -> tuple:
+    """(source with shell commands replaced by ``pass``, the commands): ``!pip install ...``, ``%pip``,
+    ``%%bash`` cells. A Colab habit that would otherwise change the grader's own environment."""
+    if _SHELL_CELL.match(source):
+        return "pass", [source.strip().splitlines()[0]]
+    lines, commands = [], []
+    for line in source.split("\n"):
+        match = _SHELL_LINE.match(line)
+        if match:
+            commands.append(line.strip())
+            line = f"{match.group(1)}pass  # shell command left out by the grader"
+        lines.append(line)
+    return "\n".join(lines), commands
+
+
 # ----------------------------------------------------------------------------- labs
 
 def load_labs() -> tuple:
@@ -253,41 +279,38 @@ def _quiet_logger() -> logging.Logger:
     return logger
 
 
-def _lean_client_class() -> type:
-    """A NotebookClient that keeps no output except the grader's results (huge outputs cost nothing)."""
-    from nbclient import NotebookClient
+class _LeanClient(NotebookClient):
+    """A NotebookClient that keeps no output but the grader's results (huge outputs cost nothing) and
+    remembers the error of the last cell (the synthetic one of a timeout included)."""
 
-    class LeanClient(NotebookClient):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self.comm_open_handlers = {}  # no widget state, no Output-widget capture
-            self.last_error: dict | None = None
-            self.on_cell_error = self._remember_error
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.comm_open_handlers = {}  # no widget state, no Output-widget capture
+        self.last_error: dict | None = None
+        self.on_cell_error = self._remember_error
 
-        def _remember_error(self, cell: Any, cell_index: int, execute_reply: dict) -> None:
-            self.last_error = execute_reply.get("content", {})
+    def _remember_error(self, cell: Any, cell_index: int, execute_reply: dict) -> None:
+        self.last_error = execute_reply.get("content", {})
 
-        def output(self, outs: list, msg: dict, display_id: Any, cell_index: int) -> Any:
-            if msg["msg_type"] == "display_data" and RESULT_MIME in msg["content"].get("data", {}):
-                return super().output(outs, msg, display_id, cell_index)
-            return None
-
-    return LeanClient
+    def output(self, outs: list, msg: dict, display_id: Any, cell_index: int) -> Any:
+        if msg["msg_type"] == "display_data" and RESULT_MIME in msg["content"].get("data", {}):
+            return super().output(outs, msg, display_id, cell_index)
+        return None
 
 
-def _kernel_spec_manager(memory_limit: int) -> Any:
-    """Kernel specs that start ``python -m labs_utils.grading_kernel`` with this Python."""
-    from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
+class _GradingKernelSpecs(KernelSpecManager):
+    """The one kernel the grader starts: ``python -m labs_utils.grading_kernel`` with this Python."""
 
-    class GradingKernelSpecs(KernelSpecManager):
-        def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
-            return KernelSpec(
-                argv=[sys.executable, "-m", "labs_utils.grading_kernel", "--memory-limit", str(memory_limit),
-                      "-f", "{connection_file}"],
-                display_name="labs_utils grading", language="python", interrupt_mode="signal",
-            )
+    def __init__(self, memory_limit: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.memory_limit = memory_limit
 
-    return GradingKernelSpecs()
+    def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
+        return KernelSpec(
+            argv=[sys.executable, "-m", "labs_utils.grading_kernel", "--memory-limit", str(self.memory_limit),
+                  "--parent-pid", str(os.getpid()), "-f", "{connection_file}"],
+            display_name="labs_utils grading", language="python", interrupt_mode="signal",
+        )
 
 
 def _death(code: int | None) -> str:
@@ -315,49 +338,46 @@ class KernelDied(Exception):
 
 
 class KernelSession:
-    """One kernel running a submission's code cells, then checks; see :func:`run_submission`."""
+    """One fresh kernel (in ``cwd``) that runs a submission's code, then its checks; see :func:`run_submission`.
+
+    Used as a context manager: the kernel is killed on exit (its state is of no further use).
+    """
 
     def __init__(self, options: Options, cwd: str) -> None:
-        import nbformat
-
         self.options = options
         env = dict(os.environ, MPLBACKEND="Agg", **dict(options.env))
         if options.fast:
             env["LABS_FAST"] = "1"
         self.nb = nbformat.v4.new_notebook()
-        self.client = _lean_client_class()(
-            self.nb, kernel_name="labs-grading", timeout=options.timeout, allow_errors=True,
-            interrupt_on_timeout=True, store_widget_state=False, record_timing=False,
+        manager = AsyncKernelManager(kernel_name="labs-grading",  # nbclient needs the asynchronous manager
+                                     kernel_spec_manager=_GradingKernelSpecs(options.memory_limit))
+        self.client = _LeanClient(
+            self.nb, km=manager, timeout=options.timeout, allow_errors=True, interrupt_on_timeout=True,
             error_on_timeout={"ename": TIMEOUT_ENAME, "evalue": "", "traceback": []},
-            log=_quiet_logger(), kernel_manager_class=_kernel_manager_class(options.memory_limit),
+            store_widget_state=False, record_timing=False, shutdown_kernel="immediate", log=_quiet_logger(),
         )
-        self.start_kwargs = {"env": env, "cwd": cwd, "stdout": _devnull(), "stderr": _devnull()}
+        self._context = self.client.setup_kernel(cleanup_kc=True, env=env, cwd=cwd,
+                                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def __enter__(self) -> KernelSession:
-        self._context = self.client.setup_kernel(**self.start_kwargs)
         self._context.__enter__()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         try:
             self._context.__exit__(*exc)
-        except Exception:  # a kernel that died takes its channels with it: nothing left to clean
+        except Exception:  # a kernel that died took its channels with it: nothing left to clean
             pass
 
     def _exit_code(self) -> int | None:
         process = getattr(getattr(self.client.km, "provisioner", None), "process", None)
-        if process is None:
-            return None
         try:
-            return process.wait(timeout=5)
-        except Exception:
+            return process.wait(timeout=5) if process is not None else None
+        except subprocess.TimeoutExpired:
             return None
 
     def run(self, source: str, timeout: int) -> tuple:
-        """Execute code: ("ok" | "error" | "timeout", error content or None, grader results)."""
-        import nbformat
-        from nbclient.exceptions import DeadKernelError
-
+        """Execute code: ("ok" | "error" | "timeout", error content or None, grader results); KernelDied."""
         cell = nbformat.v4.new_code_cell(source)
         self.nb.cells.append(cell)
         self.client.timeout = timeout
@@ -372,36 +392,17 @@ class KernelSession:
             return "ok", None, results
         if error.get("ename") != TIMEOUT_ENAME:
             return "error", error, results
-        if not self._responds(timeout):
-            self.client.km.shutdown_kernel(now=True)
+        if not self._responds(timeout):  # leaving the session kills it
             raise KernelDied(f"ran past the {timeout} s timeout and ignored the interrupt, so the kernel was stopped")
         return "timeout", None, results
 
     def _responds(self, timeout: int) -> bool:
         """After an interrupt: does the kernel answer again within the cell timeout?"""
-        self.client.timeout = max(timeout, 5)
+        self.client.timeout = timeout
         try:
-            reply = self.client.wait_for_reply(self.client.kc.kernel_info())
-        except Exception:
+            return self.client.wait_for_reply(self.client.kc.kernel_info()) is not None
+        except DeadKernelError:
             return False
-        return reply is not None
-
-
-def _devnull() -> Any:
-    import subprocess
-
-    return subprocess.DEVNULL
-
-
-def _kernel_manager_class(memory_limit: int) -> type:
-    from jupyter_client.manager import AsyncKernelManager
-
-    class GradingKernelManager(AsyncKernelManager):  # nbclient needs the asynchronous manager
-        def __init__(self, **kwargs: Any) -> None:
-            kwargs["kernel_spec_manager"] = _kernel_spec_manager(memory_limit)
-            super().__init__(**kwargs)
-
-    return GradingKernelManager
 
 
 def _grade_cell(module: str, exercise: Any, nonce: str) -> str:
@@ -471,8 +472,11 @@ def _run_cells(kernel: KernelSession, code: Sequence[Cell], skipped: set, errors
     for cell in code:
         if cell.index in skipped:
             continue
+        source, commands = without_shell_commands(cell.source)
+        if commands:
+            _note(result, f"{cell.label}: shell commands are not run by the grader ({'; '.join(commands)[:200]})")
         try:
-            status, error, _ = kernel.run(cell.source, timeout)
+            status, error, _ = kernel.run(source, timeout)
         except KernelDied as died:
             skipped.add(cell.index)
             _note(result, f"{cell.label} {died.how}; the notebook was run again from the top without that cell")

@@ -1,8 +1,9 @@
 """What runs inside the kernel that grades a submission (started by labs_utils.grade).
 
-- ``python -m labs_utils.grading_kernel [--memory-limit BYTES] -f CONNECTION_FILE`` starts an IPython
+- ``python -m labs_utils.grading_kernel [--memory-limit BYTES] [--parent-pid PID] -f CONNECTION_FILE`` starts an IPython
   kernel with no core dumps and, on Linux, a cap on the memory it may allocate, so a runaway
-  allocation raises MemoryError in the student's cell instead of taking the machine down.
+  allocation raises MemoryError in the student's cell instead of taking the machine down; the
+  kernel exits when the grader that started it dies.
 - :func:`grade_in_kernel` runs one exercise's check in the student's namespace, with the checks
   imported afresh, and publishes the outcome as display data for the grader.
 """
@@ -12,7 +13,10 @@ import argparse
 import ast
 import builtins
 import importlib
+import os
 import sys
+import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,6 +35,17 @@ def limit_resources(memory_bytes: int) -> None:
         _, hard = resource.getrlimit(resource.RLIMIT_DATA)
         soft = memory_bytes if hard == resource.RLIM_INFINITY else min(memory_bytes, hard)
         resource.setrlimit(resource.RLIMIT_DATA, (soft, hard))
+
+
+def exit_with_parent(parent: int, poll_seconds: float = 1.0) -> None:
+    """Exit once process ``parent`` (the grader) is no longer our parent, so no orphan keeps running a loop."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_seconds)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="grader-watchdog", daemon=True).start()
 
 
 def fresh_import(module_name: str) -> Any:
@@ -95,8 +110,11 @@ def grade_in_kernel(student: dict, module_name: str, needs: Sequence[str], check
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m labs_utils.grading_kernel", add_help=False)
     parser.add_argument("--memory-limit", type=int, default=0, help="bytes of heap the kernel may use (0: none)")
+    parser.add_argument("--parent-pid", type=int, help="exit when this process (the grader) dies")
     args, kernel_args = parser.parse_known_args(argv)
     limit_resources(args.memory_limit)
+    if args.parent_pid:
+        exit_with_parent(args.parent_pid)
     from ipykernel.kernelapp import IPKernelApp
 
     IPKernelApp.launch_instance(argv=kernel_args)

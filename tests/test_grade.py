@@ -10,6 +10,9 @@ import copy
 import csv
 import hashlib
 import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import grading_fixtures as gf
@@ -77,6 +80,8 @@ def _crafted() -> dict:
         "reordered_lab1.ipynb": reordered,
         "markdown_lab1.ipynb": markdown,
         "raises_lab1.ipynb": _solution_with("def double", "raise ValueError('oops')", before=True),
+        "pip_lab1.ipynb": _solution_with("def double", "!pip install not-a-package\n%pip install torch==1.0",
+                                         before=True),
         "loop_lab1.ipynb": _solution_with("def double", "while True:\n    pass", before=True),
         "stuck_lab1.ipynb": _solution_with("def double", (
             "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    time.sleep(0.05)"),
@@ -261,6 +266,14 @@ def test_cell_that_raises_does_not_stop_the_notebook(batch):
 
 
 @pytest.mark.slow
+def test_shell_commands_are_left_out_and_reported(batch):
+    r = result(batch, "pip_lab1")
+    assert r.total == 3 and r.cell_errors == []
+    assert "shell commands are not run by the grader (!pip install not-a-package; %pip install torch==1.0)" in (
+        problems(r))
+
+
+@pytest.mark.slow
 def test_infinite_loop_is_interrupted_and_grading_goes_on(batch):
     r = result(batch, "loop_lab1")
     assert r.total == 3
@@ -386,6 +399,31 @@ def test_collect_names_students_by_relative_path(tmp_path):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text("{}")
     assert [s for _, s in grade.collect([tmp_path])] == ["alice/lab1", "bob/lab1"]
+
+
+def test_shell_commands_become_pass_at_their_indentation():
+    assert grade.without_shell_commands("if True:\n    !pip install x\ny = 1") == (
+        "if True:\n    pass  # shell command left out by the grader\ny = 1", ["!pip install x"])
+    assert grade.without_shell_commands("%%bash\nrm -rf data") == ("pass", ["%%bash"])
+    assert grade.without_shell_commands("x = 1  # !not a command") == ("x = 1  # !not a command", [])
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc (Linux)")
+def test_kernel_exits_when_the_grader_dies():
+    kernel = ("import sys, time\nfrom labs_utils.grading_kernel import exit_with_parent\n"
+              "exit_with_parent(int(sys.argv[1]), poll_seconds=0.1)\ntime.sleep(60)")
+    grader = ("import os, subprocess, sys, time\n"
+              f"child = subprocess.Popen([sys.executable, '-c', {kernel!r}, str(os.getpid())])\n"
+              "print(child.pid, flush=True)\ntime.sleep(60)")
+    parent = subprocess.Popen([sys.executable, "-c", grader], stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    parent.kill()
+    parent.wait()
+    status = Path(f"/proc/{child}/status")
+    deadline = time.monotonic() + 20
+    while status.exists() and "zombie" not in status.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not status.exists() or "zombie" in status.read_text(), "the orphaned kernel kept running"
 
 
 def test_check_namespace_takes_needs_from_the_student_and_the_rest_from_the_fresh_checks():
