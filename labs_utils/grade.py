@@ -111,7 +111,8 @@ class SubmissionResult:
     exercises: list = field(default_factory=list)
     problems: list = field(default_factory=list)
     cell_errors: list = field(default_factory=list)
-    seconds: float = 0.0
+    seconds: float = 0.0  # grading it, all in
+    cells_seconds: float = 0.0  # running its code cells (re-runs included); the rest is the grader's overhead
 
     @property
     def total(self) -> float:
@@ -475,12 +476,15 @@ def _run_cells(kernel: KernelSession, code: Sequence[Cell], skipped: set, errors
         source, commands = without_shell_commands(cell.source)
         if commands:
             _note(result, f"{cell.label}: shell commands are not run by the grader ({'; '.join(commands)[:200]})")
+        start = time.perf_counter()
         try:
             status, error, _ = kernel.run(source, timeout)
         except KernelDied as died:
             skipped.add(cell.index)
             _note(result, f"{cell.label} {died.how}; the notebook was run again from the top without that cell")
             raise
+        finally:
+            result.cells_seconds += time.perf_counter() - start
         if status == "timeout":
             skipped.add(cell.index)  # interrupted now; left out of any re-run
             _note(result, f"{cell.label} did not finish within {timeout} s and was interrupted")
@@ -555,6 +559,7 @@ def grade_submission(path: Path, student: str, options: Options) -> SubmissionRe
         result.problems.append(f"the grader failed: {type(exc).__name__}: {exc} "
                                f"({Path(last.filename).name}:{last.lineno})")
     result.seconds = round(time.perf_counter() - start, 2)
+    result.cells_seconds = round(result.cells_seconds, 2)
     return result
 
 

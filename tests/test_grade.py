@@ -432,7 +432,24 @@ def test_check_namespace_takes_needs_from_the_student_and_the_rest_from_the_fres
     assert (env["double"], env["check_double"], env["device"]) == ("student double", gf.check_double, "cpu")
 
 
-def test_evaluate_check_reports_missing_names_and_restores_patched_checks(monkeypatch):
+@pytest.fixture
+def isolated_check_modules():
+    """evaluate_check re-imports the checks; give the other tests back the module objects they hold."""
+    import labs_utils
+
+    def ours(name: str) -> bool:
+        return name in (gf.TOY_MODULE, "labs_utils.checks") or name.startswith("labs_utils.checks.")
+
+    saved = {name: module for name, module in sys.modules.items() if ours(name)}
+    yield
+    for name in [name for name in sys.modules if ours(name)]:
+        del sys.modules[name]
+    sys.modules.update(saved)
+    if "labs_utils.checks" in saved:
+        labs_utils.checks = saved["labs_utils.checks"]
+
+
+def test_evaluate_check_reports_missing_names_and_restores_patched_checks(monkeypatch, isolated_check_modules):
     assert evaluate_check({}, gf.TOY_MODULE, ("double",), "check_double(double)")["status"] == "missing"
     monkeypatch.setattr(gf, "check_double", lambda fn: None)  # patched in the cached module
     outcome = evaluate_check({"double": lambda x: x}, gf.TOY_MODULE, ("double",), "check_double(double)")
