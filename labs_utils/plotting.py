@@ -188,16 +188,27 @@ def plot_curves(
     return fig
 
 
+@styled
 def plot_history(histories, *, title: str | None = None, logy: bool = False, ylabel: str = "loss") -> Figure:
-    """Train (solid) and validation curves of one History or a {name: History} mapping."""
+    """Loss per epoch of one History or a {name: History} mapping (Labs 0 and 3).
+
+    One colour per run: training solid, validation dashed.
+    """
     if not isinstance(histories, Mapping):
         histories = {"": histories}
-    curves: dict[str, Sequence[float]] = {}
-    for name, history in histories.items():
-        prefix = f"{name} " if name else ""
+    fig, axes = new_figure()
+    ax = axes[0, 0]
+    for i, (name, history) in enumerate(histories.items()):
         if not hasattr(history, "train_loss"):
             raise TypeError(f"plot_history expects History objects from fit(), got {type(history).__name__}")
-        curves[f"{prefix}train"] = history.train_loss
-        if history.val_loss:
-            curves[f"{prefix}validation"] = history.val_loss
-    return plot_curves(curves, title=title, logy=logy, ylabel=ylabel)
+        prefix = f"{name} " if name else ""
+        color = COLORS[i % len(COLORS)]
+        for values, style, part in ((history.train_loss, "-", "train"), (history.val_loss, "--", "validation")):
+            if values:
+                ax.plot(np.arange(1, len(values) + 1), values, color=color, linestyle=style, label=prefix + part,
+                        marker="o" if len(values) < 15 else None, markersize=3)
+    if logy:
+        ax.set_yscale("log")
+    ax.set(xlabel="epoch", ylabel=ylabel, title=title or "")
+    ax.legend()
+    return fig

@@ -57,6 +57,9 @@ def test_plot_history_draws_train_and_validation_of_several_runs():
     fig = plotting.plot_history({"dense": history, "conv": training.History(train_loss=[1.0, 0.5])})
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert labels == ["dense train", "dense validation", "conv train"]
+    dense_train, dense_val, conv_train = fig.axes[0].lines
+    assert dense_train.get_color() == dense_val.get_color() != conv_train.get_color()
+    assert (dense_train.get_linestyle(), dense_val.get_linestyle()) == ("-", "--")
 
 
 def test_plot_history_explains_what_it_expects():
