@@ -145,7 +145,9 @@ class Cell:
 
     @property
     def first_line(self) -> str:
-        line = next((ln.strip() for ln in self.source.splitlines() if ln.strip()), "")
+        """The first line of code (else of text), shortened: how the student recognises the cell."""
+        lines = [ln.strip() for ln in self.source.splitlines() if ln.strip()]
+        line = next((ln for ln in lines if not ln.startswith("#")), lines[0] if lines else "")
         return line if len(line) <= 60 else line[:57] + "..."
 
     @property
@@ -553,6 +555,7 @@ def grade_submission(path: Path, student: str, options: Options) -> SubmissionRe
     except NotANotebook as exc:
         result.status = "not-a-notebook"
         result.problems.append(f"not a notebook: {exc}")
+        _zero_for_the_lab_named(result, path, options)
     except Exception as exc:  # the grader's own failure: report it, keep the batch going
         result.status = "grader-error"
         last = traceback.extract_tb(exc.__traceback__)[-1]
@@ -561,6 +564,17 @@ def grade_submission(path: Path, student: str, options: Options) -> SubmissionRe
     result.seconds = round(time.perf_counter() - start, 2)
     result.cells_seconds = round(result.cells_seconds, 2)
     return result
+
+
+def _zero_for_the_lab_named(result: SubmissionResult, path: Path, options: Options) -> None:
+    """An unreadable file still gets its gradebook row: zero for each exercise of the lab --lab or its name gives."""
+    labs = options.labs or load_labs()
+    number, _ = detect_lab([], path.name, labs, options.lab)
+    lab = next((lab for lab in labs if lab.number == number), None)
+    if lab is not None:
+        result.lab = lab.number
+        result.exercises = [ExerciseResult(ex.name, 0.0, float(ex.points), "not-run", "the file could not be read")
+                            for ex in lab.exercises]
 
 
 def _grade_job(job: tuple) -> SubmissionResult:
@@ -628,6 +642,8 @@ def feedback(result: SubmissionResult) -> str:
             mark = "✔" if ex.status == "passed" else "✘"
             lines.append(f"{mark} {ex.name}: {ex.points:g}/{ex.max_points:g} {STATUS_TEXT[ex.status]}")
             lines += [f"    {line}" for line in ex.message.splitlines()]
+    elif result.exercises:
+        lines.append(f"Score: 0 / {result.max_total:g} (not graded: {result.status})")
     else:
         lines.append(f"Not graded ({result.status}).")
     if result.problems:
@@ -683,7 +699,7 @@ def summary_table(results: Sequence[SubmissionResult]) -> str:
     width = max([len("student")] + [len(r.student) for r in results])
     lines = [f"{'student':<{width}}  lab  score      status"]
     for r in results:
-        score = f"{r.total:g}/{r.max_total:g}" if r.status == "graded" else "-"
+        score = f"{r.total:g}/{r.max_total:g}" if r.exercises else "-"
         lab = "?" if r.lab is None else str(r.lab)
         lines.append(f"{r.student:<{width}}  {lab:<3}  {score:<9}  {r.status}")
     return "\n".join(lines)

@@ -190,12 +190,18 @@ def test_redefined_or_patched_checks_do_not_grade_the_student(batch):
     ("malformed_json_lab1", "malformed JSON at line 1"),
     ("binary_lab1", "not UTF-8"),
     ("json_list_lab1", "no cells"),
-    ("notes", "malformed JSON"),
 ])
-def test_files_that_are_not_notebooks_are_reported(batch, name, reason):
+def test_files_that_are_not_notebooks_get_zero_for_the_lab_their_name_gives(batch, name, reason):
     r = result(batch, name)
-    assert r.status == "not-a-notebook" and r.exercises == []
-    assert reason in problems(r)
+    assert (r.status, r.lab, r.total, r.max_total) == ("not-a-notebook", 1, 0, 3)
+    assert reason in problems(r) and "Score: 0 / 3 (not graded: not-a-notebook)" in grade.feedback(r)
+
+
+@pytest.mark.slow
+def test_file_that_is_not_a_notebook_nor_names_a_lab_is_reported(batch):
+    r = result(batch, "notes")
+    assert (r.status, r.lab, r.exercises) == ("not-a-notebook", None, [])
+    assert "malformed JSON" in problems(r)
 
 
 @pytest.mark.slow
