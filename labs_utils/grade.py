@@ -746,8 +746,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = Path("gradebook.csv")
     print(summary_table(results))
     if out is not None:
-        for path in write_reports(results, out)[:2]:
-            print(f"wrote {path}" + (" (and one feedback file per student next to it)" if path != out else ""))
+        written = write_reports(results, out)
+        feedback_files = written[1:]
+        print(f"wrote {out}" + (f" and {len(feedback_files)} feedback files in {feedback_files[0].parent}"
+                                if feedback_files else ""))
     else:
         for r in results:
             print("\n" + feedback(r), end="")
