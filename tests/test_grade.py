@@ -27,7 +27,7 @@ from labs_utils.grading_kernel import check_namespace, evaluate_check
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 6  # per cell; every crafted cell that should finish takes well under a second
 
-OPTIONS = grade.Options(timeout=TIMEOUT, labs=gf.toy_labs(), memory_limit=2 * 2**30,
+OPTIONS = grade.Options(timeout=TIMEOUT, labs=gf.toy_labs(), memory_limit=2**30,
                         env=(("PYTHONPATH", str(gf.FIXTURES_DIR)),))
 
 
