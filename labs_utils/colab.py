@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from . import REPO_URL
 
-SETUP_CELL_TAG = "setup"
-
 
 def setup_cell_source(repo_url: str = REPO_URL) -> str:
     """Source of the first code cell of every lab notebook."""

@@ -142,7 +142,8 @@ def _load_torchvision(split: str, root: Path) -> tuple[torch.Tensor, torch.Tenso
     images, labels = dataset.data, dataset.targets
     expected = FULL_SIZES[split]
     if tuple(images.shape) != (expected, 28, 28) or labels.shape != (expected,):
-        raise RuntimeError(f"unexpected MNIST shape {tuple(images.shape)} in {root}")
+        raise RuntimeError(f"unexpected MNIST shape {tuple(images.shape)} in {root}: delete that folder to download "
+                           "MNIST again, or set LABS_DATA_DIR to another folder")
     return images.to(torch.uint8), labels
 
 

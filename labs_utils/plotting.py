@@ -14,6 +14,7 @@ from typing import Callable, TypeVar, Union
 import matplotlib
 import numpy as np
 import torch
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 F = TypeVar("F", bound=Callable[..., Figure])
@@ -85,6 +86,14 @@ def new_figure(nrows: int = 1, ncols: int = 1, *, size: tuple[float, float] | No
         fig = Figure(figsize=size, layout="constrained")
         axes = fig.subplots(nrows, ncols, squeeze=False, subplot_kw=subplot_kw or None)
     return fig, axes
+
+
+def figure_and_axis(ax: Axes | None = None, size: tuple[float, float] | None = None) -> tuple[Figure, Axes]:
+    """The axis to draw on: ``ax`` and its figure when given, else a new one-axis course figure."""
+    if ax is not None:
+        return ax.figure, ax
+    fig, axes = new_figure(size=size)
+    return fig, axes[0, 0]
 
 
 def _as_image_batch(images: torch.Tensor | np.ndarray, name: str) -> np.ndarray:
@@ -161,17 +170,13 @@ def plot_curves(
     ylabel: str = "loss",
     title: str | None = None,
     logy: bool = False,
-    ax=None,
+    ax: Axes | None = None,
     x_start: int = 1,
 ) -> Figure:
     """Line plot of named curves (e.g. {"train": [...], "test": [...]}), x counted from ``x_start``."""
     if not curves:
         raise ValueError("plot_curves needs at least one named curve")
-    if ax is None:
-        fig, axes = new_figure()
-        ax = axes[0, 0]
-    else:
-        fig = ax.figure
+    fig, ax = figure_and_axis(ax)
     for i, (name, values) in enumerate(curves.items()):
         values = [float(v) for v in values]
         xs = np.arange(x_start, x_start + len(values))
@@ -190,7 +195,7 @@ def plot_curves(
 
 @styled
 def plot_history(histories, *, title: str | None = None, logy: bool = False, ylabel: str = "loss") -> Figure:
-    """Loss per epoch of one History or a {name: History} mapping (Labs 0 and 3).
+    """Loss per epoch of one History or a {name: History} mapping (Lab 0).
 
     One colour per run: training solid, validation dashed.
     """

@@ -1,4 +1,4 @@
-"""pytest plugin (enabled in pyproject.toml): run the notebooks in fast mode.
+"""pytest plugin (enabled in pyproject.toml): run the notebooks in fast mode, offline.
 
 Loaded before collection, so the kernels that nbval starts inherit these settings,
 whether pytest runs the whole suite or a single notebook.
@@ -6,4 +6,6 @@ whether pytest runs the whole suite or a single notebook.
 import os
 
 os.environ.setdefault("LABS_FAST", "1")
+# No download attempts from tests: every run uses the bundled MNIST subset, online or not.
+os.environ.setdefault("LABS_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")

@@ -27,6 +27,7 @@ class History:
 
     @property
     def epochs(self) -> int:
+        """Number of epochs trained."""
         return len(self.train_loss)
 
 

@@ -9,7 +9,8 @@ def test_not_implemented_becomes_a_short_assertion_that_says_what_to_do():
     def add_noise(x):
         raise NotImplementedError()
 
-    with pytest.raises(AssertionError, match="(?s)not implemented yet.*replace `raise NotImplementedError\\(\\)`") as info:
+    expected = "(?s)not implemented yet.*replace `raise NotImplementedError\\(\\)`"
+    with pytest.raises(AssertionError, match=expected) as info:
         _common.call_student(add_noise, 1)
     assert info.value.__cause__ is None and info.value.__suppress_context__
 

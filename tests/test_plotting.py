@@ -95,3 +95,10 @@ def test_slider_figure_shows_the_default_figure_then_redraws_on_change(monkeypat
 def test_slider_figure_rejects_a_default_outside_the_range():
     with pytest.raises(ValueError, match="outside"):
         widgets._make_control("lr", (0.0, 1.0, 0.1, 2.0))
+
+
+def test_figure_and_axis_reuses_a_given_axis_or_makes_a_styled_one():
+    fig, ax = plotting.figure_and_axis()
+    assert ax.figure is fig and not ax.spines["top"].get_visible()
+    other_fig, axes = plotting.new_figure(1, 2)
+    assert plotting.figure_and_axis(axes[0, 1]) == (other_fig, axes[0, 1])

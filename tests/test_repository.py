@@ -66,7 +66,7 @@ def test_colab_url_needs_a_github_address():
 def test_readme_has_a_colab_badge_for_every_student_notebook():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     for path in NOTEBOOKS:
-        assert colab.colab_url(f"notebooks/{path.name}") in readme, f"README lacks the Colab badge of {path.name}"
+        assert colab.colab_badge(f"notebooks/{path.name}") in readme, f"README lacks the Colab badge of {path.name}"
 
 
 def test_readme_gives_the_two_commands_and_the_mnist_credit():

@@ -107,3 +107,14 @@ def test_setup_lab_seeds_sets_threads_and_prints_a_summary(clean_env, capsys):
         assert torch.equal(first, torch.rand(2))
     finally:
         torch.set_num_threads(before)
+
+
+def test_seeded_repeats_inside_and_restores_the_callers_random_state():
+    torch.manual_seed(11)
+    expected_after = torch.rand(3)
+    torch.manual_seed(11)
+    with runtime.seeded(5):
+        inside = torch.rand(3)
+    with runtime.seeded(5):
+        assert torch.equal(torch.rand(3), inside)
+    assert torch.equal(torch.rand(3), expected_after)

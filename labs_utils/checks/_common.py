@@ -78,6 +78,7 @@ def require_parameters(fn: Callable, names: Sequence[str], example: str) -> None
 
 
 def max_abs_diff(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    """Largest absolute element-wise difference, computed in float64 (0.0 for empty tensors)."""
     return (actual.detach().double() - expected.detach().double()).abs().max().item() if actual.numel() else 0.0
 
 
