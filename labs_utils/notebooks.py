@@ -29,7 +29,7 @@ CODE_END = "### END SOLUTION"
 CODE_STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")
 MARKDOWN_BEGIN = "<!-- BEGIN SOLUTION -->"
 MARKDOWN_END = "<!-- END SOLUTION -->"
-ANSWER_PROMPT = "**Your answer:** _(double-click to edit; back it up with what the experiment above shows)_"
+ANSWER_PROMPT = "**Your answer:** _(double-click to edit; back it up with a number or a figure from this notebook)_"
 
 # Only these keys are written: what JupyterLab and Colab use, nothing tied to one machine or editor.
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
