@@ -14,11 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+from matplotlib.axes import Axes
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
-from .landscapes import Landscape, ravine, run_optimizer
-from .plotting import COLORS, new_figure, styled
+from .landscapes import Landscape, MakeOptimizer, ravine, run_optimizer
+from .plotting import COLORS, figure_and_axis, new_figure, styled
 
 
 def _check_eigenvalues(lam_min: float, lam_max: float) -> None:
@@ -106,7 +108,7 @@ def steps_to_tolerance(gaps: np.ndarray, tol: float) -> int | None:
     return int(hits[0]) if hits.size else None
 
 
-def steps_to_reach(make_optimizer, landscape: Landscape, tol: float, max_steps: int) -> int | None:
+def steps_to_reach(make_optimizer: MakeOptimizer, landscape: Landscape, tol: float, max_steps: int) -> int | None:
     """Steps until the loss gap is ``tol`` times the initial one (None if not within ``max_steps``)."""
     run = run_optimizer(make_optimizer, landscape, steps=max_steps)
     return None if run.diverged else steps_to_tolerance(run.gaps, tol)
@@ -128,7 +130,8 @@ def fitted_rate(gaps: np.ndarray, floor: float = 1e-200) -> float:
     """Per-step error contraction fitted over the second half of a run (steps whose gap is above ``floor``)."""
     usable = int(np.argmax(np.asarray(gaps) <= floor)) if np.any(np.asarray(gaps) <= floor) else len(gaps)
     if usable < 4:
-        raise ValueError("the run reached the floor within 4 steps: too few points to fit a rate")
+        raise ValueError(f"only {usable} steps of the run lie above the floor {floor:g}, and fitting a rate needs "
+                         "at least 4: run more steps, or slow the run down (smaller learning rate)")
     return fit_tail_rate(gaps, usable // 2, usable - 1)
 
 
@@ -160,8 +163,9 @@ class ConvergenceRow:
         return abs(math.log(self.hb_rate_fitted) / math.log(self.hb_rate_theory) - 1.0)
 
 
-def convergence_study(sgd_cls, momentum_cls, kappas: Sequence[float] = (10, 100, 1000), *,
-                      tol: float = 1e-6, tail: tuple[float, float] = (3.0, 6.0)) -> list:
+def convergence_study(sgd_cls: type[torch.optim.Optimizer], momentum_cls: type[torch.optim.Optimizer],
+                      kappas: Sequence[float] = (10, 100, 1000), *, tol: float = 1e-6,
+                      tail: tuple[float, float] = (3.0, 6.0)) -> list[ConvergenceRow]:
     """Measure gradient descent and tuned heavy ball on ravines against theory (Lab 3).
 
     ``sgd_cls(params, lr=...)`` and ``momentum_cls(params, lr=..., momentum=...)`` are optimizer
@@ -212,17 +216,13 @@ def format_convergence_table(rows: Sequence[ConvergenceRow], tol: float = 1e-6) 
 
 
 @styled
-def plot_rate_map(lam_min: float, lam_max: float, *, resolution: int = 300, ax=None) -> Figure:
+def plot_rate_map(lam_min: float, lam_max: float, *, resolution: int = 300, ax: Axes | None = None) -> Figure:
     """Heavy ball's rate over (α, β) as a heat map, with the edge 0 < αλ_max < 2 + 2β and Polyak's optimum (Lab 3)."""
     _check_eigenvalues(lam_min, lam_max)
     lrs = np.linspace(1e-3, 4.2 / lam_max, resolution)
     betas = np.linspace(0.0, 0.999, resolution)
     rates = heavy_ball_radius(lrs[None, :], betas[:, None], lam_min, lam_max)
-    if ax is None:
-        fig, axes = new_figure(size=(6.4, 4.4))
-        ax = axes[0, 0]
-    else:
-        fig = ax.figure
+    fig, ax = figure_and_axis(ax, size=(6.4, 4.4))
     shown = np.ma.masked_where(rates >= 1.0, rates)
     mesh = ax.pcolormesh(lrs, betas, 1.0 - shown, cmap="viridis", norm=LogNorm(vmin=max((1 - shown).min(), 1e-4),
                                                                                 vmax=1.0), shading="auto")

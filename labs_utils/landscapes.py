@@ -16,10 +16,11 @@ from typing import Callable
 
 import numpy as np
 import torch
+from matplotlib.axes import Axes
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
-from .plotting import COLORS, LINESTYLES, new_figure, styled
+from .plotting import COLORS, LINESTYLES, figure_and_axis, new_figure, styled
 
 MakeOptimizer = Callable[[Sequence[torch.Tensor]], torch.optim.Optimizer]
 MakeScheduler = Callable[[torch.optim.Optimizer], object]
@@ -259,8 +260,12 @@ def divergence_threshold(make_optimizer: Callable[[Sequence[torch.Tensor], float
     def diverges(lr: float) -> bool:
         return is_diverging(run_optimizer(lambda params: make_optimizer(params, lr), landscape, steps=steps))
 
-    if diverges(low) or not diverges(high):
-        raise ValueError(f"need a converging low ({low:g}) and a diverging high ({high:g}) learning rate")
+    if diverges(low):
+        raise ValueError(f"need a converging low learning rate, but low = {low:g} already diverges within {steps} "
+                         "steps: pass a smaller low")
+    if not diverges(high):
+        raise ValueError(f"need a diverging high learning rate, but high = {high:g} still converges within "
+                         f"{steps} steps: pass a larger high")
     for _ in range(iterations):
         middle = 0.5 * (low + high)
         low, high = (low, middle) if diverges(middle) else (middle, high)
@@ -295,7 +300,7 @@ def _log_levels(gaps: np.ndarray, n: int) -> np.ndarray:
     return np.geomspace(low, high, n)
 
 
-def draw_landscape(ax, landscape: Landscape, *, levels: int = 14, resolution: int = 300) -> None:
+def draw_landscape(ax: Axes, landscape: Landscape, *, levels: int = 14, resolution: int = 300) -> None:
     """Contour lines of ``landscape`` at log-spaced loss levels and its minimum (a star) on ``ax``."""
     xmin, xmax, ymin, ymax = landscape.bounds
     xs, ys = np.linspace(xmin, xmax, resolution), np.linspace(ymin, ymax, resolution)
@@ -314,7 +319,7 @@ def draw_landscape(ax, landscape: Landscape, *, levels: int = 14, resolution: in
     ax.grid(False)
 
 
-def _until_it_leaves(path: np.ndarray, ax) -> np.ndarray:
+def _until_it_leaves(path: np.ndarray, ax: Axes) -> np.ndarray:
     """The path up to and including its first point outside the axes' window (the rest would be off-screen)."""
     (xmin, xmax), (ymin, ymax) = ax.get_xlim(), ax.get_ylim()
     outside = (path[:, 0] < xmin) | (path[:, 0] > xmax) | (path[:, 1] < ymin) | (path[:, 1] > ymax)
@@ -326,7 +331,7 @@ def _style(i: int) -> dict:
     return {"color": COLORS[i % len(COLORS)], "linestyle": LINESTYLES[i % len(LINESTYLES)]}
 
 
-def draw_trajectories(ax, runs: Mapping[str, Run], *, max_markers: int = 120) -> None:
+def draw_trajectories(ax: Axes, runs: Mapping[str, Run], *, max_markers: int = 120) -> None:
     """Each run's path (dots at the iterates) in its own colour and line style, up to where it leaves the window.
 
     Call after the window is set (e.g. by :func:`draw_landscape`); a cross marks where a path leaves it.
@@ -344,13 +349,9 @@ def draw_trajectories(ax, runs: Mapping[str, Run], *, max_markers: int = 120) ->
 
 @styled
 def plot_trajectories(landscape: Landscape, runs: Mapping[str, Run], *, title: str | None = None,
-                      ax=None, legend: bool = True) -> Figure:
+                      ax: Axes | None = None, legend: bool = True) -> Figure:
     """Contours of ``landscape`` (log-spaced levels) with several optimizer paths and a legend (Lab 3)."""
-    if ax is None:
-        fig, axes = new_figure(size=(7.0, 4.2))
-        ax = axes[0, 0]
-    else:
-        fig = ax.figure
+    fig, ax = figure_and_axis(ax, size=(7.0, 4.2))
     draw_landscape(ax, landscape)
     draw_trajectories(ax, runs)
     ax.set_title(title or landscape.name)
@@ -360,16 +361,12 @@ def plot_trajectories(landscape: Landscape, runs: Mapping[str, Run], *, title: s
 
 
 @styled
-def plot_losses(runs: Mapping[str, Run], *, title: str = "loss gap f(θ) − f* per step", ax=None,
+def plot_losses(runs: Mapping[str, Run], *, title: str = "loss gap f(θ) − f* per step", ax: Axes | None = None,
                 ylim_low: float = 1e-16) -> Figure:
     """Loss gap to the minimum against the step, on a log scale; diverged runs end in a cross (Lab 3)."""
     if not runs:
         raise ValueError("plot_losses needs at least one run")
-    if ax is None:
-        fig, axes = new_figure(size=(6.0, 3.6))
-        ax = axes[0, 0]
-    else:
-        fig = ax.figure
+    fig, ax = figure_and_axis(ax, size=(6.0, 3.6))
     for i, (label, run) in enumerate(runs.items()):
         gaps = np.maximum(run.gaps, ylim_low)
         ax.plot(np.arange(len(gaps)), gaps, label=label, **_style(i))

@@ -6,6 +6,8 @@ subclass that flips one knob, so every test shows exactly one mistake.
 """
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 
@@ -27,7 +29,11 @@ class Heavy(torch.optim.Optimizer):
         return group[key]
 
     @torch.no_grad()
-    def step(self):
+    def step(self, closure=None):  # torch.optim's signature; RMS below leaves the closure out
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
         for group in self.param_groups:
             lr, beta = self.hyper(group, "lr"), self.hyper(group, "momentum")
             for p in group["params"]:
@@ -39,6 +45,7 @@ class Heavy(torch.optim.Optimizer):
                     buf.mul_(beta).add_(p.grad, alpha=(1 - beta) if self.ema else 1.0)
                     update = p.grad + beta * buf if self.nesterov else buf
                 p.add_(update, alpha=-lr)
+        return loss
 
     def buffer(self, p):
         state = self.state[p]
@@ -222,6 +229,13 @@ def test_reference_implementations_pass(name, capsys):
 
 @pytest.mark.parametrize("name, cls", [("adam", AdamMulAdd), ("adamw", AdamWMulAdd), ("momentum", MomentumOutOfPlace)])
 def test_equivalent_arithmetic_passes(name, cls, capsys):
+    check_optimizer(name, cls)
+    assert "passed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name, cls, takes_closure", [("momentum", Heavy, True), ("rmsprop", RMS, False)])
+def test_step_with_or_without_a_closure_parameter_passes(name, cls, takes_closure, capsys):
+    assert ("closure" in inspect.signature(cls.step).parameters) == takes_closure
     check_optimizer(name, cls)
     assert "passed" in capsys.readouterr().out
 

@@ -160,9 +160,14 @@ def test_sweep_finds_the_edge_of_divergence_at_two_over_lambda_max():
     assert edge == pytest.approx(0.5, abs=1e-6)
 
 
-def test_divergence_threshold_needs_a_bracket():
-    with pytest.raises(ValueError, match="converging low"):
+def test_divergence_threshold_says_to_lower_a_diverging_low():
+    with pytest.raises(ValueError, match="low = 2.5 already diverges.*pass a smaller low"):
         ls.divergence_threshold(lambda p, lr: torch.optim.SGD(p, lr=lr), ls.ravine(10), low=2.5, high=3.0)
+
+
+def test_divergence_threshold_says_to_raise_a_converging_high():
+    with pytest.raises(ValueError, match="high = 1.5 still converges.*pass a larger high"):
+        ls.divergence_threshold(lambda p, lr: torch.optim.SGD(p, lr=lr), ls.ravine(10), low=0.5, high=1.5)
 
 
 def test_decoupled_decay_shrinks_weights_evenly_whatever_the_noise():
@@ -275,6 +280,11 @@ def test_steps_and_rates_from_a_geometric_sequence():
     assert cv.predicted_steps(0.5, 1e-6) == pytest.approx(math.log(1e-6) / (2 * math.log(0.5)))
     assert cv.fit_tail_rate(gaps, 20, 39) == pytest.approx(0.5)
     assert cv.fitted_rate(gaps) == pytest.approx(0.5)
+
+
+def test_fitting_a_rate_to_a_run_that_hits_the_floor_at_once_says_what_to_do():
+    with pytest.raises(ValueError, match="needs at least 4: run more steps"):
+        cv.fitted_rate(np.array([1.0, 1e-3, 0.0, 0.0, 0.0]))
 
 
 def test_convergence_study_meets_the_lab_numbers_with_torch_optimizers():

@@ -4,9 +4,10 @@
 on the same parameters and gradients, through a ladder of scenarios that each add one difficulty
 (tiny gradients, non-default hyperparameters, twin parameters, a parameter without gradient, two
 parameter groups, everything together). The first scenario that fails names the step, the
-parameter and the likely mistake. Comparison in float32 with a tolerance of 1e-5 (plus 1e-5
-relative): equivalent arithmetic (mul_/add_ instead of lerp_) differs by < 1e-6, real mistakes by
-1e-4 and more.
+parameter and the likely mistake. ``step()`` is called without a closure, so torch's signature
+``step(self, closure=None)`` and a plain ``step(self)`` both pass. Comparison in float32 with a
+tolerance of 1e-5 (plus 1e-5 relative): equivalent arithmetic (mul_/add_ instead of lerp_) differs
+by < 1e-6, real mistakes by 1e-4 and more.
 """
 from __future__ import annotations
 
