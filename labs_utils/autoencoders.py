@@ -16,8 +16,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from torch import nn
 
-from .plotting import COLORS, new_figure, show_images, styled
-from .training import History
+from .plotting import COLORS, figure_and_axis, new_figure, show_images, styled
+from .training import History, _model_device
 from .widgets import slider_figure
 
 # Okabe-Ito has 8 colours; two more from Paul Tol's palette (grey, wine) make 10 distinguishable digits.
@@ -38,11 +38,6 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def _device_of(module: nn.Module) -> torch.device:
-    first = next(module.parameters(), None)
-    return first.device if first is not None else torch.device("cpu")
-
-
 @torch.no_grad()
 def apply_in_batches(module: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor,
                      batch_size: int = 500) -> torch.Tensor:
@@ -50,7 +45,7 @@ def apply_in_batches(module: Callable[[torch.Tensor], torch.Tensor], inputs: tor
 
     Works for a whole autoencoder (images -> images), an encoder (images -> codes) or a decoder.
     """
-    device = _device_of(module) if isinstance(module, nn.Module) else torch.device("cpu")
+    device = _model_device(module) if isinstance(module, nn.Module) else torch.device("cpu")
     was_training = getattr(module, "training", False)
     if isinstance(module, nn.Module):
         module.eval()
@@ -64,7 +59,7 @@ def apply_in_batches(module: Callable[[torch.Tensor], torch.Tensor], inputs: tor
 
 def reconstruction_mse(model: nn.Module, images: Images) -> float:
     """Lab 1: mean squared error per pixel between ``images`` and ``model(images)``."""
-    return F.mse_loss(apply_in_batches(model, images), images).item()
+    return F.mse_loss(apply_in_batches(model, images), images.cpu()).item()
 
 
 @dataclass
@@ -82,12 +77,13 @@ class PCA:
     def encode(self, images: Images, k: int) -> torch.Tensor:
         """Images (N, 1, 28, 28) -> codes (N, k): coordinates along the first ``k`` components."""
         self._check_k(k)
-        return (images.flatten(1) - self.mean) @ self.components[:k].T
+        return (images.flatten(1) - self.mean.to(images.device)) @ self.components[:k].T.to(images.device)
 
     def decode(self, codes: torch.Tensor) -> Images:
         """Codes (N, k) -> images (N, 1, 28, 28); not clamped, like any linear reconstruction."""
         self._check_k(codes.shape[1])
-        return (codes @ self.components[: codes.shape[1]] + self.mean).view(-1, 1, 28, 28)
+        components, mean = self.components[: codes.shape[1]].to(codes.device), self.mean.to(codes.device)
+        return (codes @ components + mean).view(-1, 1, 28, 28)
 
     def reconstruct(self, images: Images, k: int) -> Images:
         """Project onto the first ``k`` components and back."""
@@ -120,7 +116,7 @@ def psnr(estimate: Images, clean: Images) -> float:
     if estimate.shape != clean.shape:
         raise ValueError(f"psnr needs two batches of the same shape, got {tuple(estimate.shape)} "
                          f"and {tuple(clean.shape)}")
-    mse = (estimate.float() - clean.float()).pow(2).flatten(1).mean(dim=1).clamp_min(1e-10)
+    mse = (estimate.float().to(clean.device) - clean.float()).pow(2).flatten(1).mean(dim=1).clamp_min(1e-10)
     return (10 * torch.log10(1.0 / mse)).mean().item()
 
 
@@ -142,7 +138,7 @@ def gaussian_filter(images: Images, sigma: float = 1.0) -> Images:
     if sigma <= 0:
         raise ValueError(f"sigma must be positive, got {sigma}")
     radius = max(1, math.ceil(3 * sigma))
-    offsets = torch.arange(-radius, radius + 1, dtype=images.dtype)
+    offsets = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
     kernel = torch.exp(-offsets ** 2 / (2 * sigma ** 2))
     kernel = kernel / kernel.sum()
     channels = images.shape[1]
@@ -178,12 +174,14 @@ def knn_accuracy(train_codes: torch.Tensor, train_labels: torch.Tensor, test_cod
     """Lab 1: accuracy of a k-nearest-neighbour vote (Euclidean) that classifies test codes by train codes."""
     if len(train_codes) < k:
         raise ValueError(f"k-NN with k={k} needs at least {k} training codes, got {len(train_codes)}")
-    train_codes, test_codes = train_codes.flatten(1).float(), test_codes.flatten(1).float()
+    train_codes = train_codes.flatten(1).float()
+    test_codes = test_codes.flatten(1).float().to(train_codes.device)
+    train_labels = train_labels.to(train_codes.device)
     predictions = []
     for chunk in test_codes.split(500):  # the distance matrix of one chunk: 500 x N floats
         nearest = torch.cdist(chunk, train_codes).topk(k, dim=1, largest=False).indices
         predictions.append(train_labels[nearest].mode(dim=1).values)
-    return (torch.cat(predictions) == test_labels).float().mean().item()
+    return (torch.cat(predictions).cpu() == test_labels.cpu()).float().mean().item()
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]], digits: int = 4) -> str:
@@ -255,8 +253,7 @@ def plot_train_test(histories: Mapping[str, History], title: str, ylabel: str = 
 def plot_mse_vs_code_size(pca: PCA, images: Images, models: Mapping[str, Mapping[int, float]]) -> Figure:
     """Lab 1: test MSE of PCA for every number of components (line) and of autoencoders (markers)."""
     ks = list(range(1, len(pca.components) + 1))
-    fig, axes = new_figure(size=(6.0, 3.8))
-    ax = axes[0, 0]
+    fig, ax = figure_and_axis(size=(6.0, 3.8))
     ax.plot(ks, [pca.reconstruction_mse(images, k) for k in ks], color=COLORS[7], label="PCA")
     markers = ("o", "s", "^", "D")
     for i, (name, results) in enumerate(models.items()):
@@ -289,8 +286,7 @@ def plot_latent_grid(decoder: nn.Module, codes: torch.Tensor, n: int = 15) -> Fi
     grid = torch.stack(torch.meshgrid(z2, z1, indexing="ij")[::-1], dim=-1).reshape(-1, 2)
     images = apply_in_batches(decoder, grid).view(n, n, 28, 28)
     mosaic = images.permute(0, 2, 1, 3).reshape(n * 28, n * 28).numpy()
-    fig, axes = new_figure(size=(6.2, 6.0))
-    ax = axes[0, 0]
+    fig, ax = figure_and_axis(size=(6.2, 6.0))
     step_x, step_y = (x_high - x_low) / (n - 1), (y_high - y_low) / (n - 1)
     ax.imshow(mosaic, cmap="gray", vmin=0, vmax=1, interpolation="nearest",
               extent=(x_low - step_x / 2, x_high + step_x / 2, y_low - step_y / 2, y_high + step_y / 2),
@@ -340,7 +336,10 @@ def noise_explorer(corruptions: Mapping[str, Corruption], denoisers: Mapping[str
     """
     missing = sorted(set(corruptions) - set(denoisers))
     if missing:
-        raise ValueError(f"no denoiser for the noise type(s) {missing}")
+        raise ValueError(f"There is no denoiser for the noise type(s) {', '.join(missing)} yet: finish "
+                         "Exercise 4 (denoising_batch) and run the cell of section 6 that trains the denoisers, "
+                         "then run this cell again.")
+    images = images.cpu()  # the corruptions draw from a CPU generator; apply_in_batches moves each batch
 
     def draw(kind: str, level: float) -> Figure:
         noisy = corruptions[kind](images, level, generator=torch.Generator().manual_seed(seed))
@@ -361,7 +360,6 @@ def denoising_grid(noisy: Images, models: Mapping[str, nn.Module], clean: Images
     return show_images([*rows.values(), clean], row_titles=titles, title=title)
 
 
-
 @styled
 def plot_architecture(widths: Sequence[int] = (784, 256, 64, 2, 64, 256, 784)) -> Figure:
     """Lab 1: the bottleneck of an autoencoder: one bar per layer (height ~ log of its width)."""
@@ -370,8 +368,7 @@ def plot_architecture(widths: Sequence[int] = (784, 256, 64, 2, 64, 256, 784)) -
     middle = len(widths) // 2
     heights = [0.6 + math.log2(w) / math.log2(max(widths)) * 4 for w in widths]
     colors = [COLORS[0] if i < middle else COLORS[3] if i == middle else COLORS[2] for i in range(len(widths))]
-    fig, axes = new_figure(size=(7.5, 3.4))
-    ax = axes[0, 0]
+    fig, ax = figure_and_axis(size=(7.5, 3.4))
     for i, (width, height, color) in enumerate(zip(widths, heights, colors)):
         ax.add_patch(Rectangle((i - 0.12, -height / 2), 0.24, height, color=color))
         ax.text(i, -height / 2 - 0.25, str(width), ha="center", va="top", fontsize=10)

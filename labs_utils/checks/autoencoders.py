@@ -6,13 +6,12 @@ check does not change the numbers of the training that follows it in the noteboo
 """
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Any, Callable
 
 import torch
 from torch import nn
 
+from ..runtime import seeded
 from ._common import Exercise, call_student, describe, fail, passed, require_parameters
 
 __all__ = ["check_dense_autoencoder", "check_conv_autoencoder", "check_noise", "check_denoising_batch"]
@@ -22,14 +21,6 @@ IMAGE_SHAPE = (1, 28, 28)
 # The checks' own seed for torch's global generator; distinct from the seeds of the generators they pass to
 # the student's code, so test images and corruptions never draw the same random numbers.
 CHECK_SEED = 2024
-
-
-@contextlib.contextmanager
-def _seeded(seed: int = CHECK_SEED) -> Iterator[None]:
-    """Seed torch for the duration of a check and give the caller's generator state back afterwards."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
 
 
 def _generator(seed: int) -> torch.Generator:
@@ -172,7 +163,7 @@ def _check_autoencoder(cls: Any, default_code_dim: int, other_code_dim: int, con
 
 def check_dense_autoencoder(cls: Any) -> None:
     """Lab 1: the class ``DenseAutoencoder`` (or an instance): 784-256-64-code-64-256-784, ReLU, sigmoid output."""
-    with _seeded():
+    with seeded(CHECK_SEED):
         name, _, n_parameters = _check_autoencoder(cls, default_code_dim=2, other_code_dim=8, convolutional=False)
         for code_dim in (2, 8):
             found = sum(p.numel() for p in _build(cls, name, code_dim=code_dim).parameters())
@@ -192,7 +183,7 @@ def _has_layer(module: nn.Module, *types: type) -> bool:
 
 def check_conv_autoencoder(cls: Any) -> None:
     """Lab 1: the class ``ConvAutoencoder`` (or an instance): strided convolutions to a code, transposed back."""
-    with _seeded():
+    with seeded(CHECK_SEED):
         name, model, n_parameters = _check_autoencoder(cls, default_code_dim=32, other_code_dim=8,
                                                        convolutional=True)
         if not _has_layer(model.encoder, nn.Conv2d):
@@ -231,11 +222,11 @@ def _corrupt(fn: Callable, images: torch.Tensor, level: float, seed: int | None 
         fail(f"{label} returned a {type(output).__name__}, not a tensor.", "Return the corrupted images.")
     if output.shape != images.shape:
         fail(f"{label} returned shape {tuple(output.shape)} for x of shape {tuple(images.shape)}.",
-             "The corrupted batch has the shape of x: draw one random number per pixel, e.g. "
-             "torch.rand(x.shape, generator=generator).")
+             "The corrupted batch has the shape of x: draw one random number per pixel of the whole batch.")
     if output.dtype != images.dtype:
         fail(f"{label} returned dtype {output.dtype} for x of dtype {images.dtype}.",
-             "Keep the dtype of x (compare with a float, then select values with torch.where).")
+             "Keep the dtype of x: random numbers and replacement values must have x's dtype (or be converted "
+             "to it) before they are combined with x.")
     if not torch.isfinite(output).all():
         fail(f"{label} returned NaN or inf.")
     return output
@@ -247,7 +238,7 @@ def _check_range_and_identity(fn: Callable) -> None:
     low, high = output.min().item(), output.max().item()
     if low < 0 or high > 1:
         fail(f"{describe(fn)}(x, 0.5) returned values in [{low:.3g}, {high:.3g}]; images live in [0, 1].",
-             "Clamp the result: .clamp(0, 1).")
+             "The corrupted images must be clamped into [0, 1] at the end.")
     identity = _corrupt(fn, images, 0.0)
     if not torch.allclose(identity, images, atol=1e-6):
         fail(f"{describe(fn)}(x, 0) changed the images (max change "
@@ -260,11 +251,11 @@ def _check_reproducible(fn: Callable) -> None:
     first, again, other = (_corrupt(fn, images, 0.3, seed) for seed in (7, 7, 8))
     if not torch.equal(first, again):
         fail(f"Two calls of {describe(fn)} with generators seeded alike gave different images.",
-             "Draw every random number from the generator argument: torch.rand(x.shape, generator=generator) "
-             "or torch.randn(x.shape, generator=generator).")
+             "Draw every random number from the generator argument: pass it to each torch.rand / "
+             "torch.randn call instead of using torch's global generator.")
     if torch.equal(first, other):
         fail(f"{describe(fn)} gave the same images for generators with different seeds.",
-             "The corruption must be random: draw it with the generator argument.")
+             "The corruption must be random: draw it from the generator argument, not from fixed values.")
     _corrupt(fn, images, 0.3, seed=None)  # generator=None must work too (torch's global generator)
 
 
@@ -275,12 +266,14 @@ def _check_gaussian_statistics(fn: Callable) -> str:
         std_per_image = noise.flatten(1).std(dim=1)
         if torch.equal(noise[0], noise[1]):
             fail(f"{describe(fn)} added the same noise to every image of the batch.",
-                 "Draw noise of the full shape of x: torch.randn(x.shape, generator=generator).")
+                 "Draw one noise value per pixel of the whole batch (noise shaped like x), not one per image "
+                 "or one for the batch.")
         std = std_per_image.mean().item()
         if std < 1e-3 * level:
             fail(f"{describe(fn)}(x, {level}): the noise is (nearly) constant within each image "
                  f"(standard deviation {std:.4f}); each pixel needs its own noise value.",
-                 "Draw noise of the full shape of x: torch.randn(x.shape, generator=generator).")
+                 "Draw one noise value per pixel of the whole batch (noise shaped like x), not one per image "
+                 "or one for the batch.")
         mean = noise.mean().item()
         if abs(mean) > 0.05 * level:
             fail(f"{describe(fn)}(x, {level}): the added noise has mean {mean:.4f}; Gaussian noise has mean 0.",
@@ -291,7 +284,8 @@ def _check_gaussian_statistics(fn: Callable) -> str:
                 guess = " It looks like level**2: level is the standard deviation, not the variance."
             fail(f"{describe(fn)}(x, {level}): the added noise has standard deviation {std:.4f} within an image; "
                  f"expected {level} (level is the standard deviation).{guess}",
-                 "noise = level * torch.randn(x.shape, generator=generator)")
+                 "Scale standard normal noise (std 1) by level itself: not by level**2, sqrt(level) or a "
+                 "fixed number.")
     return "noise std = level, mean 0"
 
 
@@ -301,8 +295,8 @@ def _check_hit_fraction(fn: Callable, hit: torch.Tensor, level: float, what: str
     if abs(fraction - level) > 0.02 or (per_image - level).abs().max().item() > 0.1:
         fail(f"{describe(fn)}(x, {level}) {what} {fraction:.1%} of the pixels (between "
              f"{per_image.min().item():.0%} and {per_image.max().item():.0%} per image); expected {level:.0%}.",
-             "Choose each pixel independently with probability level: torch.rand(x.shape, generator=generator) "
-             "< level.")
+             "Decide for every pixel on its own, with probability level: one uniform random number per pixel, "
+             "compared with level.")
 
 
 def _check_salt_and_pepper_statistics(fn: Callable) -> str:
@@ -315,13 +309,15 @@ def _check_salt_and_pepper_statistics(fn: Callable) -> str:
             odd = values[(values != 0) & (values != 1)][:3].tolist()
             fail(f"{describe(fn)} set hit pixels to values such as {odd}; salt-and-pepper pixels are exactly "
                  "1 (salt) or 0 (pepper), and the other pixels keep their value.",
-                 "Replace the chosen pixels with torch.where(hit, salt_or_pepper, x).")
+                 "A hit pixel takes exactly 0 or 1 (not a random grey value, not x plus something); a pixel "
+                 "that is not hit keeps its value from x.")
         _check_hit_fraction(fn, hit, level, "changed")
         salt = (values == 1).float().mean().item()
         if not 0.25 <= salt <= 0.75:
             fail(f"{describe(fn)}(x, {level}): {salt:.0%} of the hit pixels are salt (1) and {1 - salt:.0%} "
                  "pepper (0); the noise needs both, about half each.",
-                 "Draw a second random number per pixel to choose between 0 and 1.")
+                 "Each hit pixel needs its own fair coin flip between 0 and 1, drawn separately from the choice of "
+                 "the pixels hit.")
     return "a fraction `level` of pixels set to 0 or 1, both present"
 
 
@@ -335,7 +331,8 @@ def _check_mask_statistics(fn: Callable) -> str:
             scaled = " (like F.dropout, which rescales the kept pixels by 1 / (1 - p))" if example else ""
             fail(f"{describe(fn)}(x, {level}) changed pixels to values such as {example}{scaled}; masked pixels "
                  "become 0 and every other pixel keeps its value.",
-                 "output = torch.where(masked, torch.zeros_like(x), x)")
+                 "Set the chosen pixels to exactly 0 and copy every other pixel of x unchanged (no rescaling "
+                 "as in dropout).")
         _check_hit_fraction(fn, changed, level, "masked")
     return "a fraction `level` of pixels set to 0, the others unchanged"
 
@@ -352,7 +349,7 @@ def check_noise(fn: Callable, kind: str) -> None:
     if kind not in NOISE_KINDS:
         raise ValueError(f"Unknown noise kind {kind!r}: use one of {', '.join(NOISE_KINDS)}.")
     require_parameters(fn, ["level", "generator"], f"{describe(fn)}(x, level, generator=None)")
-    with _seeded():
+    with seeded(CHECK_SEED):
         statistics = _STATISTICS[kind](fn)
         _check_range_and_identity(fn)
         _check_reproducible(fn)
@@ -364,8 +361,8 @@ def check_noise(fn: Callable, kind: str) -> None:
 
 
 def check_denoising_batch(fn: Callable) -> None:
-    """Lab 1: ``denoising_batch(x_clean, corrupt)`` returns (corrupt(x_clean), x_clean) and leaves x_clean alone."""
-    with _seeded():
+    """Lab 1: ``denoising_batch(x_clean, corrupt)``: corrupted inputs, clean targets, x_clean left alone."""
+    with seeded(CHECK_SEED):
         clean = _digit_like_images(8)
         original = clean.clone()
         calls: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -381,13 +378,14 @@ def check_denoising_batch(fn: Callable) -> None:
     if not isinstance(result, (tuple, list)) or len(result) != 2 or not all(
             isinstance(t, torch.Tensor) for t in result):
         fail(f"{name} returned {type(result).__name__} {_shape_text(result)}; expected a pair of tensors "
-             "(inputs, targets).", "return inputs, targets")
+             "(inputs, targets).", "Return a tuple of two tensors: first the inputs, then the targets.")
     if not torch.equal(clean, original):
         fail(f"{name} changed x_clean in place.", "Leave x_clean untouched; it is the target.")
     if not calls:
-        fail(f"{name} never called corrupt.", "inputs = corrupt(x_clean)")
+        fail(f"{name} never called corrupt.", "The inputs are made by the corrupt function it receives.")
     if not any(torch.equal(argument, original) for argument, _ in calls):
-        fail(f"{name} called corrupt on something other than x_clean.", "inputs = corrupt(x_clean)")
+        fail(f"{name} called corrupt on something other than x_clean.",
+             "Corrupt the clean batch itself, with nothing done to it before.")
     inputs, targets = result
     corrupted = [noisy for _, noisy in calls]
     inputs_are_noisy = any(inputs.shape == c.shape and torch.equal(inputs, c) for c in corrupted)
@@ -396,18 +394,20 @@ def check_denoising_batch(fn: Callable) -> None:
     targets_are_clean = targets.shape == original.shape and torch.equal(targets, original)
     if inputs_are_clean and targets_are_noisy:
         fail(f"{name} returned (clean, corrupted): the pair is swapped.",
-             "The network reads the corrupted images and is scored against the clean ones: "
-             "return corrupt(x_clean), x_clean.")
+             "The network reads the corrupted images and is scored against the clean ones: the inputs "
+             "come first in the pair, the targets second.")
     if targets_are_noisy:
         fail(f"{name}: the targets are the corrupted images; a denoiser learns to output clean ones.",
-             "The loss is L(x, g(f(x_noisy))): targets = x_clean.")
+             "The loss is L(x, g(f(x_noisy))): the targets must be the clean batch itself.")
     if not targets_are_clean:
         fail(f"{name}: the targets (shape {tuple(targets.shape)}) are not the clean batch x_clean.",
-             "targets = x_clean")
+             "The targets must be the clean batch itself, unchanged.")
     if inputs_are_clean:
-        fail(f"{name}: the inputs are the clean images, so there is nothing to denoise.", "inputs = corrupt(x_clean)")
+        fail(f"{name}: the inputs are the clean images, so there is nothing to denoise.",
+             "The inputs must be the corrupted version of the clean batch.")
     if not inputs_are_noisy:
-        fail(f"{name}: the inputs are not what corrupt(x_clean) returned.", "inputs = corrupt(x_clean)")
+        fail(f"{name}: the inputs are not what corrupt(x_clean) returned.",
+             "Use corrupt's result as it is, without changing it afterwards.")
     passed("check_denoising_batch", "inputs = corrupt(x_clean), targets = x_clean, x_clean untouched")
 
 
