@@ -17,7 +17,7 @@ from matplotlib.patches import Rectangle
 from torch import nn
 
 from .plotting import COLORS, figure_and_axis, new_figure, show_images, styled
-from .training import History, _model_device
+from .training import History, model_device
 from .widgets import slider_figure
 
 # Okabe-Ito has 8 colours; two more from Paul Tol's palette (grey, wine) make 10 distinguishable digits.
@@ -45,7 +45,7 @@ def apply_in_batches(module: Callable[[torch.Tensor], torch.Tensor], inputs: tor
 
     Works for a whole autoencoder (images -> images), an encoder (images -> codes) or a decoder.
     """
-    device = _model_device(module) if isinstance(module, nn.Module) else torch.device("cpu")
+    device = model_device(module) if isinstance(module, nn.Module) else torch.device("cpu")
     was_training = getattr(module, "training", False)
     if isinstance(module, nn.Module):
         module.eval()

@@ -46,7 +46,8 @@ def accuracy(outputs: torch.Tensor, targets: torch.Tensor) -> float:
     return (outputs.argmax(dim=1) == targets).float().mean().item()
 
 
-def _model_device(model: nn.Module) -> torch.device:
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter (cpu for a model without parameters)."""
     first = next(model.parameters(), None)
     return first.device if first is not None else torch.device("cpu")
 
@@ -71,7 +72,7 @@ def evaluate(
     metrics: dict[str, MetricFn] | None = None,
 ) -> dict[str, float]:
     """Mean loss (and metrics) per sample over ``loader`` in eval mode; returns {"loss": ..., name: ...}."""
-    device = torch.device(device) if device is not None else _model_device(model)
+    device = torch.device(device) if device is not None else model_device(model)
     was_training = model.training
     model.eval()
     totals: dict[str, float] = {"loss": 0.0, **{name: 0.0 for name in (metrics or {})}}
@@ -115,7 +116,7 @@ def fit(
     A non-finite loss stops training with an error that suggests a smaller learning rate.
     """
     _check_fit_args(model, train_loader, epochs)
-    device = torch.device(device) if device is not None else _model_device(model)
+    device = torch.device(device) if device is not None else model_device(model)
     model.to(device)
     history = History(val_metrics={name: [] for name in (metrics or {})})
     try:
