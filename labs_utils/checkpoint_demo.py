@@ -17,7 +17,8 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from .memory import MiB, measure_step, predicted_peak_bytes, track_memory
-from .plotting import COLORS, new_figure, styled
+from .plotting import COLORS, figure_and_axis, new_figure, styled
+from .runtime import seeded
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 CheckpointedForward = Callable[[Sequence[nn.Module], torch.Tensor, int], torch.Tensor]
@@ -26,8 +27,8 @@ CheckpointedForward = Callable[[Sequence[nn.Module], torch.Tensor, int], torch.T
 # -- networks ---------------------------------------------------------------------------------------
 def linear_blocks(n_blocks: int = 12, width: int = 512, seed: int = 0) -> nn.Sequential:
     """n equal blocks Linear(width, width) + ReLU: each stores one (batch, width) activation (Lab 2)."""
-    torch.manual_seed(seed)
-    return nn.Sequential(*[nn.Sequential(nn.Linear(width, width), nn.ReLU()) for _ in range(n_blocks)])
+    with seeded(seed):
+        return nn.Sequential(*[nn.Sequential(nn.Linear(width, width), nn.ReLU()) for _ in range(n_blocks)])
 
 
 class BlockNet(nn.Module):
@@ -50,27 +51,26 @@ def deep_cnn(n_blocks: int = 16, channels: int = 16, seed: int = 0) -> BlockNet:
     Every block has the same size, so checkpointing every k blocks behaves like the n equal layers
     of the analytic model.
     """
-    torch.manual_seed(seed)
-
     def block() -> nn.Module:
         return nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(),
                              nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU())
 
-    stem = nn.Sequential(nn.Conv2d(1, channels, 3, stride=2, padding=1), nn.ReLU())
-    head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, 10))
-    return BlockNet(stem, nn.Sequential(*[block() for _ in range(n_blocks)]), head)
+    with seeded(seed):
+        stem = nn.Sequential(nn.Conv2d(1, channels, 3, stride=2, padding=1), nn.ReLU())
+        head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, 10))
+        return BlockNet(stem, nn.Sequential(*[block() for _ in range(n_blocks)]), head)
 
 
 def downsampling_cnn(channels: Sequence[int] = (16, 32, 64, 128), seed: int = 0) -> BlockNet:
     """Four blocks conv-ReLU-conv-ReLU-maxpool that halve the resolution (28 -> 14 -> 7 -> 3 -> 1) (Lab 2)."""
-    torch.manual_seed(seed)
     sizes = (1, *channels)
-    blocks = nn.Sequential(*[
-        nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU(), nn.Conv2d(c_out, c_out, 3, padding=1),
-                      nn.ReLU(), nn.MaxPool2d(2))
-        for c_in, c_out in zip(sizes, sizes[1:])
-    ])
-    return BlockNet(nn.Identity(), blocks, nn.Sequential(nn.Flatten(), nn.Linear(channels[-1], 10)))
+    with seeded(seed):
+        blocks = nn.Sequential(*[
+            nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU(), nn.Conv2d(c_out, c_out, 3, padding=1),
+                          nn.ReLU(), nn.MaxPool2d(2))
+            for c_in, c_out in zip(sizes, sizes[1:])
+        ])
+        return BlockNet(nn.Identity(), blocks, nn.Sequential(nn.Flatten(), nn.Linear(channels[-1], 10)))
 
 
 def mnist_like_batch(batch_size: int, device: torch.device | str = "cpu", seed: int = 0):
@@ -106,15 +106,29 @@ class StepTime:
 
 
 def _synchronize(device: torch.device) -> None:
+    """Wait for the GPU's queued work, so that the clock sees it (nothing to wait for on the CPU)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def clock_for(device: torch.device | str) -> tuple[Callable[[], float], str]:
+    """The clock :func:`time_steps` uses on ``device``, and its name for a caption (Lab 2).
+
+    The CPU time of this process (``time.process_time``) on a CPU running one torch thread: other
+    programs sharing the machine do not inflate it. With several threads it would add up the CPU
+    time of all of them, so there, and on a GPU (CUDA, MPS), it is the wall time (``time.perf_counter``).
+    """
+    if torch.device(device).type == "cpu" and torch.get_num_threads() == 1:
+        return time.process_time, "CPU time"
+    return time.perf_counter, "wall time"
 
 
 def time_steps(steps: dict, repeats: int = 3) -> dict:
     """Time training steps, ``{name: () -> loss}``: forward (the call) and backward apart (Lab 2).
 
-    On the CPU the clock is the CPU time of this process (``time.process_time``), which other
-    programs sharing the machine do not inflate; on a GPU it is the wall time between synchronisations.
+    The clock is :func:`clock_for` the device of each loss, read after waiting for the GPU's work.
     Each step runs once to warm up, then ``repeats`` times, interleaved with the other steps; the
     fastest forward and backward are kept. Returns ``{name: StepTime}``.
     """
@@ -127,7 +141,7 @@ def time_steps(steps: dict, repeats: int = 3) -> dict:
     for _ in range(repeats):
         for name, step in steps.items():
             device = devices[name]
-            clock = time.perf_counter if device.type == "cuda" else time.process_time
+            clock, _ = clock_for(device)
             _synchronize(device)
             start = clock()
             loss = step()
@@ -163,6 +177,7 @@ class SweepResult:
     times: tuple
     plain_time: StepTime
     device: str
+    clock: str  # "CPU time" or "wall time": see clock_for
 
     @property
     def predicted_peaks(self) -> tuple:
@@ -202,7 +217,8 @@ def segment_sweep(checkpointed_forward: CheckpointedForward, blocks: nn.Sequenti
         param.grad = None
     return SweepResult(n_blocks=len(blocks), activation_bytes=x.numel() * x.element_size(), sizes=sizes,
                        peaks=tuple(peaks[k] for k in sizes), plain_peak=peaks[None],
-                       times=tuple(times[k] for k in sizes), plain_time=times[None], device=str(device))
+                       times=tuple(times[k] for k in sizes), plain_time=times[None], device=str(device),
+                       clock=clock_for(device)[1])
 
 
 @styled
@@ -229,8 +245,7 @@ def plot_segment_sweep(result: SweepResult) -> Figure:
     time_ax.axhline(1.0, color="0.3", linestyle="--", linewidth=1, label="plain backprop")
     time_ax.set_xlabel("segment size k (blocks per segment)")
     time_ax.set_ylabel("step time / plain step time")
-    clock = "wall time" if result.device.startswith("cuda") else "CPU time"
-    time_ax.set_title(f"Time, measured ({clock} on {result.device})")
+    time_ax.set_title(f"Time, measured ({result.clock} on {result.device})")
     time_ax.set_ylim(0.5, max(1.6, max(result.time_ratios) * 1.1))
     time_ax.legend(loc="lower right")
     for ax in axes[0]:
@@ -285,8 +300,7 @@ def largest_batch(peak_bytes: Callable[[int], int], budget_bytes: int, probes: t
 @styled
 def plot_budget(results: dict) -> Figure:
     """Measured peak memory against batch size for each variant, the budget, and the largest batches (Lab 2)."""
-    fig, axes = new_figure(size=(6.5, 3.8))
-    ax = axes[0, 0]
+    fig, ax = figure_and_axis(size=(6.5, 3.8))
     budget = next(iter(results.values())).budget_bytes
     for color, (name, result) in zip(COLORS, results.items()):
         batches = np.asarray(list(result.peaks))
@@ -343,11 +357,7 @@ def plot_block_memory(block_bytes: Sequence[int], peaks: dict, batch_size: int) 
 def plot_xy(curves: dict, *, xlabel: str, ylabel: str, title: str | None = None, ax=None,
             models: Sequence[str] = ()) -> Figure:
     """Measured points joined by lines, ``{name: (xs, ys)}``; the curves named in ``models`` dashed (Lab 2)."""
-    if ax is None:
-        fig, axes = new_figure(size=(5, 3.6))
-        ax = axes[0, 0]
-    else:
-        fig = ax.figure
+    fig, ax = figure_and_axis(ax, size=(5, 3.6))
     for i, (name, (xs, ys)) in enumerate(curves.items()):
         style = dict(linestyle="--", linewidth=2, alpha=0.7) if name in models else dict(marker="o", markersize=4)
         ax.plot(xs, ys, color=COLORS[i % len(COLORS)], label=name, **style)
@@ -379,13 +389,14 @@ def gradient_error(forward: Forward, reference: Forward, params: Sequence[torch.
     """Relative error ||g - g_ref|| / ||g_ref|| of the parameter gradients of ``forward`` (Lab 2).
 
     Both run from the same random state (``seed``), so random layers such as dropout draw the same
-    masks as long as the forward passes consume random numbers in the same way.
+    masks as long as the forward passes consume random numbers in the same way. The caller's random
+    state is left as it was.
     """
     def gradients(f: Forward) -> torch.Tensor:
         for param in params:
             param.grad = None
-        torch.manual_seed(seed)
-        f(x).pow(2).sum().backward()
+        with seeded(seed):
+            f(x).pow(2).sum().backward()
         return torch.cat([param.grad.flatten() for param in params])
 
     expected = gradients(reference)

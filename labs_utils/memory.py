@@ -16,7 +16,10 @@ Parameters (allocated before the block) are reported apart, and so are the param
 created inside it; what remains is activations: tensors saved for backward, outputs and temporaries.
 Each sample carries its phase, found without help from the caller: ``forward``; ``backward`` (the
 autograd engine is running, grad mode off); ``recompute`` (the engine is running with grad mode
-on: a checkpointed segment being replayed).
+on: a checkpointed segment being replayed). Whether the engine is running comes from torch's private
+``torch._C._current_graph_task_id``; should a torch release remove it, the phases come from the
+caller's ``tracker.mark("backward")`` instead (``measure_step`` makes that mark), and
+``tests/test_memory.py`` fails to say so.
 
 Why not the process RSS or the torch profiler? RSS moves with the allocator's reuse and with
 imported modules, and the profiler's per-operator memory is total allocation, not the peak.
@@ -31,10 +34,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from matplotlib.figure import Figure
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_leaves
 
-from .plotting import COLORS, new_figure, styled
+from .plotting import COLORS, figure_and_axis, styled
+
+try:  # a private module: torch has no public way to see every operation, so it is imported here only
+    from torch.utils._python_dispatch import TorchDispatchMode
+except ImportError as error:  # pragma: no cover - depends on the torch release
+    raise ImportError(
+        f"labs_utils.memory needs torch.utils._python_dispatch.TorchDispatchMode, which torch {torch.__version__} "
+        "does not have: install the torch version of requirements.txt, or update labs_utils/memory.py."
+    ) from error
 
 MiB = 2 ** 20
 PHASES = ("forward", "backward", "recompute")
@@ -101,10 +110,27 @@ def _has_storage(value: object) -> bool:
     return isinstance(value, torch.Tensor) and value.layout == torch.strided and not value.is_meta
 
 
-def _current_phase() -> str:
-    if torch._C._current_graph_task_id() == -1:
+# Private torch API, -1 unless the autograd engine is running; None if a torch release drops it, and then
+# the phases follow tracker.mark("backward").
+_graph_task_id: Callable[[], int] | None = getattr(torch._C, "_current_graph_task_id", None)
+
+
+def _current_phase(backward_marked: bool) -> str:
+    in_backward = _graph_task_id() != -1 if _graph_task_id is not None else backward_marked
+    if not in_backward:
         return "forward"
     return "recompute" if torch.is_grad_enabled() else "backward"
+
+
+def _tensors(value: object) -> list:
+    """The tensors in an operation's arguments or results (nested in tuples, lists and dicts)."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [tensor for item in value for tensor in _tensors(item)]
+    if isinstance(value, dict):
+        return _tensors(list(value.values()))
+    return []
 
 
 class _Recorder(TorchDispatchMode):
@@ -116,7 +142,7 @@ class _Recorder(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        self.tracker._after_op(tree_leaves((args, kwargs)), tree_leaves(out))
+        self.tracker._after_op(_tensors((args, kwargs)), _tensors(out))
         return out
 
 
@@ -155,6 +181,7 @@ class MemoryTracker:
         self._timeline: list = []
         self._phases: list = []
         self._marks: list = []
+        self._backward_marked = False
         self._report: MemoryReport | None = None
         self._failed = False
         self._cuda = _CudaStatistics(device) if device.type == "cuda" else None
@@ -166,7 +193,7 @@ class MemoryTracker:
 
     def _sample(self) -> None:
         self._timeline.append(self._live if self._cuda is None else self._cuda.allocated())
-        self._phases.append(_current_phase())
+        self._phases.append(_current_phase(self._backward_marked))
 
     def _after_op(self, inputs: list, outputs: list) -> None:
         seen = {id(t.untyped_storage()) for t in inputs if _has_storage(t)}
@@ -197,6 +224,7 @@ class MemoryTracker:
         if self._mode is None:
             raise RuntimeError("mark() only works inside the `with track_memory(...)` block")
         self._marks.append((len(self._timeline) - 1, str(label)))
+        self._backward_marked = self._backward_marked or str(label) == "backward"
 
     # -- context manager -------------------------------------------------------------------------
     def __enter__(self) -> MemoryTracker:
@@ -345,11 +373,7 @@ def plot_memory_timeline(report: MemoryReport, *, segments: Sequence[tuple] | No
     recomputation happens (the last segment first); each recompute bump gets the slides' label.
     ``predicted_peak``: activation bytes of the analytic model, drawn as a dashed line.
     """
-    if ax is None:
-        fig, axes = new_figure(size=(10, 4.2))
-        ax = axes[0, 0]
-    else:
-        fig = ax.figure
+    fig, ax = figure_and_axis(ax, size=(10, 4.2))
     steps = np.arange(len(report.timeline))
     activations = report.activation_timeline / MiB
     total = report.timeline / MiB

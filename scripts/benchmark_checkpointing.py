@@ -6,8 +6,9 @@
 
 Checkpointing is the solution notebook's own ``checkpointed_forward`` (its exercise cell is executed
 here), so the figures are those of the lab. Memory on the CPU is exact and deterministic. Times are
-the fastest of ``--repeats`` interleaved runs, in CPU time of this process on the CPU (wall time on
-CUDA): an idle machine still gives the cleanest figures (no competition for caches and memory bandwidth).
+the fastest of ``--repeats`` interleaved runs, in CPU time of this process on the CPU with one thread
+(wall time with ``--threads`` above 1, where CPU time would add up the threads, and on CUDA): an idle machine
+still gives the cleanest figures (no competition for caches and memory bandwidth).
 """
 from __future__ import annotations
 

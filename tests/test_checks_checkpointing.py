@@ -106,7 +106,28 @@ def checkpointed_whole_network(blocks, x, segment_size):
     return WholeNetwork.apply(blocks, segment_size, x, *_params(blocks))
 
 
-CORRECT = [checkpointed_saved_input, checkpointed_ctx_attribute, checkpointed_whole_network]
+class InputGradOnlyWhenNeeded(SavedInputSegment):
+    """Skips the gradient of a segment input that needs none (the first segment's, for a batch of data)."""
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        x, *params = ctx.saved_tensors
+        x = x.detach().requires_grad_(True)
+        with torch.enable_grad():
+            out = _run_blocks(ctx.segment, x)
+        if not ctx.needs_input_grad[1]:
+            return (None, None, *torch.autograd.grad(out, params, grad_output))
+        return (None, *torch.autograd.grad(out, (x, *params), grad_output))
+
+
+def checkpointed_input_grad_when_needed(blocks, x, segment_size):
+    for segment in _segments(blocks, segment_size):
+        x = InputGradOnlyWhenNeeded.apply(segment, x, *_params(segment))
+    return x
+
+
+CORRECT = [checkpointed_saved_input, checkpointed_ctx_attribute, checkpointed_whole_network,
+           checkpointed_input_grad_when_needed]
 
 
 # --- wrong implementations --------------------------------------------------------------------------
@@ -250,6 +271,13 @@ def test_correct_implementations_pass(implementation, capsys):
 def test_wrong_implementations_are_rejected(implementation, message):
     with pytest.raises(AssertionError, match=message):
         check_checkpointing(implementation)
+
+
+def test_check_leaves_the_random_state_unchanged(capsys):
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    check_checkpointing(checkpointed_saved_input)
+    assert torch.equal(torch.get_rng_state(), before), "the check changed the student's random numbers"
 
 
 def test_wrong_signature_is_rejected():

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ..memory import track_memory
+from ..runtime import seeded
 from ._common import Exercise, assert_close, call_student, describe, fail, passed, require_parameters
 
 __all__ = ["check_checkpointing"]
@@ -37,10 +38,11 @@ class _LoggedBlock(nn.Module):
 
 
 def _logged_blocks(n_blocks: int, seed: int) -> tuple[nn.Sequential, list, list]:
-    torch.manual_seed(seed)
     log: list = []
     phase = ["forward"]
-    return nn.Sequential(*(_LoggedBlock(i, log, phase) for i in range(n_blocks))), log, phase
+    with seeded(seed):  # the student's random numbers stay as they were
+        blocks = nn.Sequential(*(_LoggedBlock(i, log, phase) for i in range(n_blocks)))
+    return blocks, log, phase
 
 
 def _input(seed: int, requires_grad: bool) -> torch.Tensor:
@@ -126,16 +128,15 @@ def _check_gradients(fn: Callable, n_blocks: int, segment_size: int, x_requires_
 
 
 def _custom_functions(out: torch.Tensor) -> list:
-    """Names of the torch.autograd.Function backward nodes in the graph of ``out``."""
+    """Names of the torch.autograd.Function classes whose backward nodes are in the graph of ``out``."""
     found, seen, stack = [], set(), [out.grad_fn]
     while stack:
         node = stack.pop()
         if node is None or node in seen:
             continue
         seen.add(node)
-        forward_cls = getattr(node, "_forward_cls", None)
-        if forward_cls is not None:
-            found.append(forward_cls.__name__)
+        if isinstance(node, torch.autograd.function.BackwardCFunction):  # the node class is "<Function>Backward"
+            found.append(type(node).__name__.removesuffix("Backward"))
         stack.extend(next_node for next_node, _ in node.next_functions)
     return found
 
