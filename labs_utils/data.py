@@ -87,6 +87,8 @@ def mnist_source(root: str | Path | None = None) -> str:
 
 # split -> "torchvision" or "bundled"; filled by _load_uint8
 _SOURCE: dict[str, str] = {}
+# root -> why torchvision failed there: one failed download per process, not one per split
+_FAILED_ROOTS: dict[str, str] = {}
 _WARNED = False
 
 
@@ -94,6 +96,8 @@ _WARNED = False
 def _load_uint8(split: str, root: str) -> tuple[torch.Tensor, torch.Tensor]:
     if _env_flag("LABS_OFFLINE"):
         reason = "LABS_OFFLINE is set"
+    elif root in _FAILED_ROOTS:
+        reason = _FAILED_ROOTS[root]
     else:
         try:
             images, labels = _load_torchvision(split, Path(root))
@@ -101,6 +105,7 @@ def _load_uint8(split: str, root: str) -> tuple[torch.Tensor, torch.Tensor]:
             return images, labels
         except Exception as exc:  # any failure: no torchvision, no network, partial files, ...
             reason = f"torchvision could not provide MNIST: {type(exc).__name__}: {_one_line(exc)}"
+            _FAILED_ROOTS[root] = reason
     _SOURCE[split] = "bundled"
     _warn_once(reason)
     return load_bundled(split)

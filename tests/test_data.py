@@ -17,6 +17,7 @@ def fresh(monkeypatch, tmp_path):
     data._load_uint8.cache_clear()
     monkeypatch.setattr(data, "_WARNED", False)
     monkeypatch.setattr(data, "_SOURCE", {})
+    monkeypatch.setattr(data, "_FAILED_ROOTS", {})
     monkeypatch.delenv("LABS_OFFLINE", raising=False)
     monkeypatch.setenv("LABS_DATA_DIR", str(tmp_path / "cache"))
     yield monkeypatch
@@ -73,8 +74,16 @@ def test_fallback_survives_the_empty_folder_a_failed_download_leaves(no_network,
         data.load_mnist("train")
     assert (tmp_path / "cache" / "MNIST" / "raw").is_dir()
     data._load_uint8.cache_clear()
+    data._FAILED_ROOTS.clear()
     images, _ = data.load_mnist("train")  # second session: the leftover folder is harmless
     assert images.shape[0] == 4000 and FailingMNIST.calls == 2
+
+
+def test_a_failed_download_is_not_retried_for_the_other_split(no_network):
+    with pytest.warns(data.BundledDataWarning):
+        data.load_mnist("train")
+    images, _ = data.load_mnist("test")
+    assert images.shape[0] == 1000 and FailingMNIST.calls == 1
 
 
 def test_missing_torchvision_also_falls_back(fresh):
