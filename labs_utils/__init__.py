@@ -1,22 +1,30 @@
 """Helpers for the deep-learning labs (autoencoders, gradient checkpointing, optimizers).
 
+The core (lab-agnostic) sits at the top level: ``runtime``, ``data``, ``training``, ``plotting``,
+``widgets``, ``tables``, ``validation`` and the check machinery ``checking``. Each lab has one wing named
+like its notebook: ``lab1_autoencoders``, ``lab2_checkpointing``, ``lab3_optimizers``.
+``from labs_utils.checks import check_...`` reaches every lab's checks.
+
 `import labs_utils` is cheap: submodules (and torch) load on first use, so
 ``labs_utils.load_mnist`` works without importing every helper up front.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ._lazy import lazy_module
 
 __version__ = "0.1.0"
 
 # Where the course lives. The Colab set-up cell and the README badges are generated
-# from this one constant (see labs_utils/colab.py); change it here when the repository moves.
+# from this one constant (see labs_utils/instructor/colab.py); change it here when the repository moves.
 REPO_URL = "https://github.com/dl-frameworks-course/dl-frameworks-labs"
 
+# What students see (``lu.<TAB>``): the core and the three wings. The instructor tools
+# (``labs_utils.instructor``, ``python -m labs_utils.grade``, ``python -m labs_utils.notebooks``) import
+# explicitly and are not listed.
 _SUBMODULES = (
-    "runtime", "data", "training", "plotting", "widgets", "checks", "colab",
-    "autoencoders", "memory", "checkpoint_demo", "landscapes", "convergence", "notebooks", "grade",
+    "runtime", "data", "training", "plotting", "widgets", "tables", "validation",
+    "checking", "exercises", "evidence", "checks",
+    "lab1_autoencoders", "lab2_checkpointing", "lab3_optimizers",
 )
 
 # Public helpers re-exported at the top level: name -> submodule that defines it.
@@ -33,22 +41,12 @@ _EXPORTS = {
     "fit": "training",
     "evaluate": "training",
     "History": "training",
+    "count_parameters": "training",
+    "apply_in_batches": "training",
     "show_images": "plotting",
     "plot_history": "plotting",
     "plot_curves": "plotting",
+    "markdown_table": "tables",
 }
 
-__all__ = ["REPO_URL", "__version__", *_SUBMODULES, *_EXPORTS]
-
-
-def __getattr__(name: str) -> Any:
-    if name in _SUBMODULES:
-        return importlib.import_module(f"{__name__}.{name}")
-    if name in _EXPORTS:
-        module = importlib.import_module(f"{__name__}.{_EXPORTS[name]}")
-        return getattr(module, name)
-    raise AttributeError(f"module 'labs_utils' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__, __all__ = lazy_module(__name__, _SUBMODULES, _EXPORTS, public=("REPO_URL", "__version__"))

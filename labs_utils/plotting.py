@@ -162,9 +162,21 @@ def show_images(
     return fig
 
 
+def _xy(values: Sequence[float] | tuple[Sequence[float], Sequence[float]], x_start: int,
+        name: str) -> tuple[np.ndarray, np.ndarray]:
+    """A curve's (xs, ys): ``values`` is either the ys (x counted from ``x_start``) or a pair (xs, ys)."""
+    if isinstance(values, tuple) and len(values) == 2 and all(np.ndim(v) == 1 for v in values):
+        xs, ys = (np.asarray(v, dtype=float) for v in values)
+        if len(xs) != len(ys):
+            raise ValueError(f"curve {name!r}: {len(xs)} x values but {len(ys)} y values")
+        return xs, ys
+    ys = np.asarray([float(v) for v in values])
+    return np.arange(x_start, x_start + len(ys)), ys
+
+
 @styled
 def plot_curves(
-    curves: Mapping[str, Sequence[float]],
+    curves: Mapping[str, Sequence[float] | tuple[Sequence[float], Sequence[float]]],
     *,
     xlabel: str = "epoch",
     ylabel: str = "loss",
@@ -172,19 +184,31 @@ def plot_curves(
     logy: bool = False,
     ax: Axes | None = None,
     x_start: int = 1,
+    dashed: Sequence[str] = (),
+    y_from_zero: bool = False,
 ) -> Figure:
-    """Line plot of named curves (e.g. {"train": [...], "test": [...]}), x counted from ``x_start``."""
+    """Line plot of named curves, e.g. ``{"train": [...], "test": [...]}`` with x counted from ``x_start``.
+
+    A curve may also be a pair ``(xs, ys)`` (measurements at chosen x values). The curves named in
+    ``dashed`` (e.g. an analytic model next to measurements) are drawn dashed, without markers.
+    ``y_from_zero`` starts the y axis at 0.
+    """
     if not curves:
         raise ValueError("plot_curves needs at least one named curve")
+    unknown = set(dashed) - set(curves)
+    if unknown:
+        raise ValueError(f"dashed names curves that are not plotted: {', '.join(sorted(unknown))}")
     fig, ax = figure_and_axis(ax)
     for i, (name, values) in enumerate(curves.items()):
-        values = [float(v) for v in values]
-        xs = np.arange(x_start, x_start + len(values))
-        ax.plot(xs, values, label=name, color=COLORS[i % len(COLORS)],
-                linestyle=LINESTYLES[(i // len(COLORS)) % len(LINESTYLES)], marker="o" if len(values) < 15 else None,
-                markersize=3)
+        xs, ys = _xy(values, x_start, name)
+        style = (dict(linestyle="--", linewidth=2, alpha=0.7) if name in dashed else
+                 dict(linestyle=LINESTYLES[(i // len(COLORS)) % len(LINESTYLES)],
+                      marker="o" if len(ys) < 15 else None, markersize=3))
+        ax.plot(xs, ys, label=name, color=COLORS[i % len(COLORS)], **style)
     if logy:
         ax.set_yscale("log")
+    if y_from_zero:
+        ax.set_ylim(bottom=0)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:

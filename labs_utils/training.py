@@ -162,3 +162,28 @@ def fit(
         bar.close()
         history.seconds = time.perf_counter() - start
     return history
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Lab 1: number of trainable parameters (scalars)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+
+@torch.no_grad()
+def apply_in_batches(module: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor,
+                     batch_size: int = 500) -> torch.Tensor:
+    """Lab 1: ``module(inputs)`` in eval mode, batch by batch, on the module's device; result on the CPU.
+
+    Works for a whole autoencoder (images -> images), an encoder (images -> codes) or a decoder.
+    """
+    device = model_device(module) if isinstance(module, nn.Module) else torch.device("cpu")
+    was_training = getattr(module, "training", False)
+    if isinstance(module, nn.Module):
+        module.eval()
+    try:
+        outputs = [module(chunk.to(device)).cpu() for chunk in inputs.split(batch_size)]
+    finally:
+        if isinstance(module, nn.Module):
+            module.train(was_training)
+    return torch.cat(outputs)

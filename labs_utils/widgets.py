@@ -1,8 +1,9 @@
-"""Sliders that redraw a figure, with a static fallback (Labs 1 and 3).
+"""Sliders that redraw a figure, with a static fallback (Labs 1 and 3), and Lab 0's check that they work.
 
 ``slider_figure(draw, lr=(0.001, 0.1, 0.001, 0.01))`` first displays ``draw(**defaults)`` as an
 ordinary figure output, so the notebook makes sense in a viewer (GitHub, nbviewer) and under
 nbval. In a live notebook with ipywidgets, sliders appear below and redraw that same output in place.
+Works with ipywidgets 7.7 (what Colab ships) and 8.
 """
 from __future__ import annotations
 
@@ -64,3 +65,27 @@ def slider_figure(draw: Callable[..., Figure], **controls: SliderSpec) -> dict[s
         slider.observe(redraw, names="value")
     display(widgets.HBox(list(sliders.values()), layout=widgets.Layout(flex_flow="row wrap")))
     return defaults
+
+
+def widget_support() -> str:
+    """Lab 0: check that a slider notifies whoever watches it in this kernel; returns a one-line report.
+
+    The slider's picture only exists in the browser, so the notebook asks the student to move the slider it
+    showed; this checks the kernel half (ipywidgets importable, a moved slider calls its observer). Without
+    ipywidgets the report says figures stay static, which every lab supports.
+    """
+    try:
+        import ipywidgets as widgets
+    except ImportError:
+        return ("ipywidgets is not installed: figures stay static (every lab works without sliders; "
+                "`pip install ipywidgets` adds them).")
+    slider = _make_control("frequency", (1, 8, 1, 2))
+    seen: list[Any] = []
+    slider.observe(lambda change: seen.append(change["new"]), names="value")
+    slider.value = 5
+    assert seen == [5], (f"ipywidgets {widgets.__version__}: moving a slider to 5 notified its observer with "
+                         f"{seen}, expected [5].\n"
+                         "Hint: reinstall it: pip install --force-reinstall 'ipywidgets>=7.7.1'")
+    return (f"ipywidgets {widgets.__version__}: sliders work in this kernel. Move the slider above: the curve "
+            "should follow. No slider under the figure? This notebook viewer does not show widgets: the labs "
+            "still work, with static figures.")

@@ -21,10 +21,10 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint_sequential, set_checkpoint_early_stop
 
-from labs_utils import checkpoint_demo as demo
-from labs_utils.memory import MiB
+from labs_utils import lab2_checkpointing as lab2
+from labs_utils.lab2_checkpointing import MiB
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "solutions" / "lab2_gradient_checkpointing.ipynb"
+NOTEBOOK = Path(__file__).resolve().parents[1] / "solutions" / "lab2_checkpointing.ipynb"
 
 
 def solution_checkpointed_forward():
@@ -43,12 +43,12 @@ def verdict(ok: bool) -> str:
 
 
 def linear_figures(checkpointed_forward, device: torch.device, width: int, batch: int, repeats: int) -> None:
-    blocks = demo.linear_blocks(12, width).to(device)
+    blocks = lab2.linear_blocks(12, width).to(device)
 
     def make_input():
         return torch.randn(batch, width, device=device)
 
-    sweep = demo.segment_sweep(checkpointed_forward, blocks, make_input, range(1, 13), device, repeats)
+    sweep = lab2.segment_sweep(checkpointed_forward, blocks, make_input, range(1, 13), device, repeats)
     param_mib = sum(p.numel() * p.element_size() for p in blocks.parameters()) / MiB
     print(f"12 x (Linear({width}) + ReLU), batch {batch}, on {device}: one activation = "
           f"{sweep.activation_bytes / MiB:.2f} MiB; parameters {param_mib:.1f} MiB\n")
@@ -56,16 +56,16 @@ def linear_figures(checkpointed_forward, device: torch.device, width: int, batch
     worst = max(abs(peak / model - 1) for peak, model in zip(sweep.peaks, sweep.predicted_peaks))
     print(f"\nmemory: worst |measured / model - 1| over k = 1..12: {worst:.1%} (target <= 10%): "
           f"{verdict(worst <= 0.1)}")
-    model_ratio = demo.predicted_time_ratio(sweep.plain_time)
+    model_ratio = lab2.predicted_time_ratio(sweep.plain_time)
     worst_time = max((ratio / model_ratio - 1 for ratio in sweep.time_ratios), key=abs)
     print(f"time: worst measured / model - 1 over k = 1..12: {worst_time:+.1%} (model {model_ratio:.2f} x plain, "
           f"target within 10%): {verdict(abs(worst_time) <= 0.1)}")
-    again = demo.segment_sweep(checkpointed_forward, blocks, make_input, (4,), device, repeats=1)
+    again = lab2.segment_sweep(checkpointed_forward, blocks, make_input, (4,), device, repeats=1)
     print(f"memory deterministic (k = 4 measured again: {again.peaks[0]} vs {sweep.peaks[3]} bytes): "
           f"{verdict(again.peaks[0] == sweep.peaks[3])}")
 
     x = make_input()
-    times = demo.time_steps({
+    times = lab2.time_steps({
         "plain": lambda: blocks(x).sum(),
         "checkpointed_forward, k = 4": lambda: checkpointed_forward(blocks, x, 4).sum(),
         "checkpoint_sequential, 3 segments": lambda: checkpoint_sequential(blocks, 3, x, use_reentrant=False).sum(),
@@ -75,7 +75,7 @@ def linear_figures(checkpointed_forward, device: torch.device, width: int, batch
           f"(B/F = {plain.backward_s / plain.forward_s:.2f})")
     for name, fraction in (("checkpointed_forward, k = 4", 1.0), ("checkpoint_sequential, 3 segments", 8 / 12)):
         measured = times[name].total_s / plain.total_s
-        model = demo.predicted_time_ratio(plain, fraction)
+        model = lab2.predicted_time_ratio(plain, fraction)
         print(f"  {name:34s} {measured:.2f} x plain, model {model:.2f} x "
               f"(off by {measured / model - 1:+.1%}, target within 10%): {verdict(abs(measured / model - 1) <= 0.1)}")
     k1, plain_peak = sweep.peaks[0], sweep.plain_peak
@@ -83,12 +83,12 @@ def linear_figures(checkpointed_forward, device: torch.device, width: int, batch
 
 
 def cnn_figures(checkpointed_forward, device: torch.device, budget_mib: int, repeats: int) -> None:
-    cnn = demo.deep_cnn(16, 16).to(device)
+    cnn = lab2.deep_cnn(16, 16).to(device)
 
     def every_4(blocks, h):
         return checkpointed_forward(blocks, h, 4)
 
-    results = {name: demo.largest_batch(lambda b, run=run: demo.classification_step_memory(cnn, run, b, device),
+    results = {name: lab2.largest_batch(lambda b, run=run: lab2.classification_step_memory(cnn, run, b, device),
                                         budget_mib * MiB)
                for name, run in (("plain", None), ("checkpointed every 4 blocks", every_4))}
     plain_batch, checkpointed_batch = (r.batch_size for r in results.values())
@@ -98,25 +98,25 @@ def cnn_figures(checkpointed_forward, device: torch.device, budget_mib: int, rep
     steps = {}
     for name, run, batch in (("plain", None, plain_batch), ("checkpointed, same batch", every_4, plain_batch),
                              ("checkpointed, its largest batch", every_4, checkpointed_batch)):
-        images, labels = demo.mnist_like_batch(batch, device)()
+        images, labels = lab2.mnist_like_batch(batch, device)()
         steps[name] = lambda images=images, labels=labels, run=run: nn.functional.cross_entropy(cnn(images, run),
                                                                                                 labels)
-    times = demo.time_steps(steps, repeats)
+    times = lab2.time_steps(steps, repeats)
     for (name, step_time), batch in zip(times.items(), (plain_batch, plain_batch, checkpointed_batch)):
         print(f"  {name:32s} batch {batch:4d}: {batch / step_time.total_s:7.0f} samples/s")
 
-    small = demo.downsampling_cnn().to(device)
+    small = lab2.downsampling_cnn().to(device)
     runs = {None: None, **{k: (lambda blocks, h, k=k: checkpointed_forward(blocks, h, k)) for k in (2, 1)}}
-    peaks = {k: demo.classification_step_memory(small, run, 64, device) for k, run in runs.items()}
+    peaks = {k: lab2.classification_step_memory(small, run, 64, device) for k, run in runs.items()}
     print(f"4-block downsampling CNN, batch 64: peak {peaks[None] / MiB:.1f} MiB plain, "
           f"{peaks[2] / peaks[None] - 1:+.0%} with 2 segments of 2 blocks, "
           f"{peaks[1] / peaks[None] - 1:+.0%} with 4 of 1")
 
 
 def pitfall_figures(checkpointed_forward) -> None:
-    tiny = demo.linear_blocks(12, 64)
+    tiny = lab2.linear_blocks(12, 64)
     x = torch.randn(32, 64, requires_grad=True)
-    with set_checkpoint_early_stop(False), demo.count_calls(tiny) as calls:
+    with set_checkpoint_early_stop(False), lab2.count_calls(tiny) as calls:
         checkpoint_sequential(tiny, 3, x, use_reentrant=False).sum().backward()
     print(f"\ncheckpoint_sequential(3 segments) forward calls per block: {calls} (last segment never recomputed)")
     torch.manual_seed(0)
@@ -129,7 +129,7 @@ def pitfall_figures(checkpointed_forward) -> None:
         "torch, default": lambda h: checkpoint_sequential(dropout_net, 3, h, use_reentrant=False),
     }
     for name, forward in variants.items():
-        error = demo.gradient_error(forward, dropout_net, list(dropout_net.parameters()), data)
+        error = lab2.gradient_error(forward, dropout_net, list(dropout_net.parameters()), data)
         print(f"dropout, relative gradient error, {name:32s} {error:.2f}")
     bn_net = nn.Sequential(*[nn.Sequential(nn.Linear(64, 64), nn.BatchNorm1d(64), nn.ReLU()) for _ in range(6)])
     checkpoint_sequential(bn_net, 3, data, use_reentrant=False).sum().backward()

@@ -1,90 +1,98 @@
-"""How much time grading adds to running a notebook, and what --jobs buys (issue 7).
+"""What grading costs on top of running a notebook, with and without the sandbox (issue 11).
 
-    python scripts/benchmark_grading.py                       # Lab 2's solution, fast mode
-    python scripts/benchmark_grading.py --notebook solutions/lab3_optimizers.ipynb --count 10 --jobs 2
+    python scripts/benchmark_grading.py                        # the toy lab of tests/grading_fixtures.py
+    python scripts/benchmark_grading.py --notebook solutions/lab3_optimizers.ipynb --fast --repeats 3
 
-1. Overhead per submission, two ways (medians over --repeats runs): grading the notebook with
-   labs_utils.grade minus executing it with plain nbclient (as scripts/execute_solutions.py does, both
-   in a fresh kernel; the plain run also renders figures, which the grader skips), and the grader's
-   own account: its wall time minus the time its kernel spent in the notebook's cells (kernel start,
-   importing the checks, running them, clean-up). Target: at most 10 s.
-2. A batch of --count copies graded by the command line, sequentially and with --jobs J.
-   Target: about 1/J of the sequential time on a machine with J idle cores.
+1. Grading time vs executing the same notebook with plain nbclient in a fresh kernel (medians over
+   --repeats alternating runs), with bubblewrap and without. Target: grading <= 1.2 x plain execution.
+2. Sandbox start: ``bwrap ... python -c pass`` minus ``python -c pass`` (median of 10). Target: < 1 s.
 Timings on a shared machine are noisy: the load average is printed with them.
 """
 from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
-from execute_solutions import execute
-
-from labs_utils import grade
+import nbformat
+from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from labs_utils.instructor.grading.cli import default_memory_limit  # noqa: E402
+from labs_utils.instructor.grading.kernel import Options  # noqa: E402
+from labs_utils.instructor.grading.run import grade_submission  # noqa: E402
+from labs_utils.instructor.grading.sandbox import Sandbox, unusable_reason  # noqa: E402
 
 
-def overhead(notebook: Path, repeats: int, fast: bool, workdir: Path) -> dict:
-    """Medians over ``repeats`` alternating runs: plain execution, grading, and grading minus its cells' time."""
-    options = grade.Options(timeout=900, fast=fast, labs=grade.load_labs(),
-                            memory_limit=grade.default_memory_limit(1))
-    runs: dict = {"plain": [], "graded": [], "beyond cells": []}
-    for run in range(repeats):
-        copy = workdir / f"plain{run}.ipynb"
-        shutil.copy(notebook, copy)
-        runs["plain"].append(execute(copy, fast, timeout=900))
-        result = grade.grade_submission(notebook, "benchmark", options)
-        if result.status != "graded":
-            sys.exit(f"grading failed: {result.problems}")
-        runs["graded"].append(result.seconds)
-        runs["beyond cells"].append(result.seconds - result.cells_seconds)
-        print(f"  run {run + 1}: plain execution {runs['plain'][-1]:.1f} s, grading {result.seconds:.1f} s "
-              f"(its cells {result.cells_seconds:.1f} s; {result.total:g}/{result.max_total:g} points)", flush=True)
-    return {name: statistics.median(values) for name, values in runs.items()}
+def plain_seconds(notebook: Path, fast: bool) -> float:
+    """Execute the notebook with plain nbclient in a fresh kernel and a temporary folder."""
+    nb = nbformat.read(notebook, as_version=4)
+    with tempfile.TemporaryDirectory() as cwd:
+        start = time.perf_counter()
+        NotebookClient(nb, timeout=900, kernel_name="python3", allow_errors=True,
+                       resources={"metadata": {"path": cwd}}).execute(env=dict(os.environ, MPLBACKEND="Agg",
+                                                                               **({"LABS_FAST": "1"} if fast else {})))
+        return time.perf_counter() - start
 
 
-def batch_seconds(folder: Path, jobs: int, fast: bool) -> float:
-    """Wall time of ``python -m labs_utils.grade FOLDER --jobs J`` (the command an instructor runs)."""
-    command = [sys.executable, "-m", "labs_utils.grade", str(folder), "--jobs", str(jobs),
-               "--out", str(folder.parent / f"gradebook_jobs{jobs}.csv")] + (["--fast"] if fast else [])
-    start = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start
+def sandbox_start_seconds(runs: int = 10) -> float:
+    """Median extra seconds bubblewrap adds to starting ``python -c pass``."""
+    with tempfile.TemporaryDirectory() as workdir:
+        bare, boxed = [], []
+        for _ in range(runs):
+            for times, command in ((bare, [sys.executable, "-c", "pass"]),
+                                   (boxed, Sandbox().command(workdir, [sys.executable, "-c", "pass"]))):
+                start = time.perf_counter()
+                subprocess.run(command, check=True)
+                times.append(time.perf_counter() - start)
+    return statistics.median(boxed) - statistics.median(bare)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--notebook", type=Path, default=ROOT / "solutions" / "lab2_gradient_checkpointing.ipynb")
-    parser.add_argument("--count", type=int, default=10, help="submissions in the batch (default: 10)")
-    parser.add_argument("--jobs", type=int, default=2, help="parallel gradings to compare (default: 2)")
-    parser.add_argument("--repeats", type=int, default=3, help="runs for the overhead median (default: 3)")
-    parser.add_argument("--full", action="store_true", help="full mode instead of fast mode")
+    parser.add_argument("--notebook", type=Path, help="a solution notebook (default: the toy lab 1 solution)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per median (default: 3)")
+    parser.add_argument("--fast", action="store_true", help="fast mode (LABS_FAST=1) for plain runs and grading")
     args = parser.parse_args()
-    fast = not args.full
-    print(f"{args.notebook.name}, {'fast' if fast else 'full'} mode, {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.1f} at start", flush=True)
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests")])  # the toy lab, this checkout
+    options = Options(timeout=900, fast=args.fast, memory_limit=default_memory_limit(1))
     with tempfile.TemporaryDirectory() as tmp:
-        workdir = Path(tmp)
-        medians = overhead(args.notebook, args.repeats, fast, workdir)
-        print(f"overhead per submission (target <= 10 s): {medians['graded'] - medians['plain']:.1f} s more than "
-              f"plain execution (medians {medians['graded']:.1f} s vs {medians['plain']:.1f} s); "
-              f"{medians['beyond cells']:.1f} s of grading beyond running the notebook's cells", flush=True)
-        folder = workdir / "submissions"
-        folder.mkdir()
-        for n in range(args.count):
-            shutil.copy(args.notebook, folder / f"student{n:02d}_{args.notebook.name}")
-        sequential = batch_seconds(folder, 1, fast)
-        parallel = batch_seconds(folder, args.jobs, fast)
-    print(f"{args.count} submissions: sequential {sequential:.0f} s, --jobs {args.jobs} {parallel:.0f} s, "
-          f"ratio {parallel / sequential:.2f} (ideal {1 / args.jobs:.2f}); "
-          f"load average {os.getloadavg()[0]:.1f} at the end")
+        notebook = args.notebook
+        if notebook is None:
+            import grading_fixtures as gf
+
+            notebook = gf.write(gf.toy_solution(1), Path(tmp) / "toy_lab1.ipynb")
+            options = replace(options, labs=gf.toy_labs())
+        print(f"{notebook.name}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start; "
+              f"sandbox: {unusable_reason() or 'bubblewrap usable'}", flush=True)
+        runs: dict[str, list[float]] = {"plain": [], "sandboxed": [], "unsandboxed": []}
+        for run in range(args.repeats):
+            runs["plain"].append(plain_seconds(notebook, args.fast))
+            for name, mode in (("sandboxed", "require"), ("unsandboxed", "off")):
+                if name == "sandboxed" and unusable_reason() is not None:
+                    continue
+                result = grade_submission(notebook, "benchmark", replace(options, sandbox=mode))
+                if result.status != "graded":
+                    sys.exit(f"grading failed: {result.problems}")
+                runs[name].append(result.seconds)
+            print(f"  run {run + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in runs.items() if v), flush=True)
+    plain = statistics.median(runs["plain"])
+    for name in ("sandboxed", "unsandboxed"):
+        if runs[name]:
+            graded = statistics.median(runs[name])
+            print(f"grading {name}: {graded:.2f} s vs plain nbclient {plain:.2f} s: ratio {graded / plain:.2f} "
+                  "(target <= 1.2)")
+    if unusable_reason() is None:
+        print(f"sandbox start: {sandbox_start_seconds():.3f} s per kernel (target < 1 s)")
+    print(f"load average {os.getloadavg()[0]:.1f} at the end")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """A toy lab for the notebook-generator and grader tests: checks, grading tables, crafted notebooks.
 
-The grading kernel imports this module (tests/ is put on its PYTHONPATH), so it stays light: no
-torch, nothing but the standard library at import time; notebook builders import nbformat lazily.
+The toy labs use the real check interface (:mod:`labs_utils.exercises`: probe in the kernel, judge in
+the grader, named parts). The grading kernel imports this module (tests/ is put on its PYTHONPATH), so
+it stays light: no torch at import time (the toy Lab 3 imports it in its probe and judge); notebook
+builders import nbformat lazily.
 """
 from __future__ import annotations
 
@@ -16,23 +18,152 @@ def _call(fn: Any, *args: Any, what: str) -> Any:
     except NotImplementedError:
         raise AssertionError(f"{what} is not implemented yet (it raised NotImplementedError).\n"
                              "Hint: replace `raise NotImplementedError()` with your code.") from None
+    except Exception as exc:
+        raise AssertionError(f"{what} raised {type(exc).__name__}: {exc}") from None
+
+
+def _plain(value: Any) -> Any:
+    """A student's return value as evidence: numbers and strings as they are, anything else as its repr."""
+    if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+        return value if not isinstance(value, str) else value[:200]
+    return repr(value)[:200]
+
+
+def _ints(seed: int, sign: int) -> list:
+    import random
+
+    rng = random.Random(seed * 2 + (sign > 0))
+    return [sign * rng.randint(1, 10**6) for _ in range(5)]
+
+
+def probe_double(fn: Any, *, seed: int) -> dict:
+    return {kind: [_plain(_call(fn, x, what=f"double({x})")) for x in _ints(seed, sign)]
+            for kind, sign in (("positive", 1), ("negative", -1))}
+
+
+def _compare(evidence: Any, key: str, inputs: list, expected: list, what: str, hint: str) -> str | None:
+    found = evidence.get(key) if isinstance(evidence, dict) else None
+    if not (isinstance(found, list) and len(found) == len(inputs)):
+        return f"the check found no results for {what} (malformed evidence)."
+    for x, got, want in zip(inputs, found, expected):
+        if got != want or type(got) is not type(want):
+            return f"{what}: for {x!r} your code returned {got!r}, expected {want!r}.\nHint: {hint}"
+    return None
+
+
+def judge_double(evidence: Any, *, seed: int) -> dict:
+    return {sign_name: _compare(evidence, sign_name, xs, [2 * x for x in xs], f"double on {sign_name} numbers",
+                                "multiply by 2 (keep the sign).")
+            for sign_name, xs in (("positive", _ints(seed, 1)), ("negative", _ints(seed, -1)))}
+
+
+_NAMES = ["Ada", "Alan", "Grace", "Edsger", "Barbara", "Donald", "Frances", "John"]
+
+
+def _names(seed: int) -> list:
+    import random
+
+    return random.Random(seed).sample(_NAMES, 3)
+
+
+def probe_greet(fn: Any, *, seed: int) -> dict:
+    return {"greetings": [_plain(_call(fn, n, what=f"greet({n!r})")) for n in _names(seed)]}
+
+
+def judge_greet(evidence: Any, *, seed: int) -> dict:
+    names = _names(seed)
+    return {"greeting": _compare(evidence, "greetings", names, [f"Hello, {n}!" for n in names], "greet",
+                                 "return f'Hello, {name}!'.")}
+
+
+def probe_triple(fn: Any, *, seed: int) -> dict:
+    return {"values": [_plain(_call(fn, x, what=f"triple({x})")) for x in _ints(seed, 1)]}
+
+
+def judge_triple(evidence: Any, *, seed: int) -> dict:
+    xs = _ints(seed, 1)
+    return {"triple": _compare(evidence, "values", xs, [3 * x for x in xs], "triple", "multiply by 3.")}
+
+
+LEARNING_RATES = (0.1, 0.37)  # the first is the exercise's example; the second catches a hard-coded one
+
+
+def _sgd_inputs(seed: int, lr_index: int) -> tuple:
+    import torch
+
+    generator = torch.Generator().manual_seed(seed + lr_index)
+    return torch.randn(6, generator=generator), torch.randn(6, generator=generator)
+
+
+def probe_sgd(fn: Any, *, seed: int) -> dict:
+    import torch
+
+    found = {}
+    for index, (part, lr) in enumerate(zip(("one step", "learning rate"), LEARNING_RATES)):
+        start, grad = _sgd_inputs(seed, index)
+        param = start.clone().requires_grad_(True)
+        param.grad = grad.clone()
+        _call(fn, param, lr, what=f"sgd_step(param, lr={lr})")
+        found[part] = param.detach().clone() if isinstance(param, torch.Tensor) else None
+    return found
+
+
+def judge_sgd(evidence: Any, *, seed: int) -> dict:
+    import torch
+
+    verdicts = {}
+    for index, (part, lr) in enumerate(zip(("one step", "learning rate"), LEARNING_RATES)):
+        start, grad = _sgd_inputs(seed, index)
+        want = start - lr * grad
+        got = evidence.get(part) if isinstance(evidence, dict) else None
+        if not (isinstance(got, torch.Tensor) and got.shape == want.shape and got.dtype == want.dtype):
+            verdicts[part] = "the parameter after sgd_step is missing or has the wrong shape (malformed evidence)."
+        elif not torch.allclose(got, want, atol=1e-6):
+            verdicts[part] = (f"with lr={lr} the parameter is off by {(got - want).abs().max().item():.3g}."
+                              "\nHint: param -= lr * param.grad, in place, under torch.no_grad().")
+        else:
+            verdicts[part] = None
+    return verdicts
+
+
+def _exercises() -> dict:
+    from labs_utils.exercises import Exercise, Part
+
+    return {
+        1: [Exercise("double", ("double",), (Part("positive", 1), Part("negative", 1)), probe_double, judge_double),
+            Exercise("greet", ("greet",), (Part("greeting", 1),), probe_greet, judge_greet)],
+        2: [Exercise("triple", ("triple",), (Part("triple", 1),), probe_triple, judge_triple)],
+        3: [Exercise("sgd", ("sgd_step",), (Part("one step", 1), Part("learning rate", 1)), probe_sgd, judge_sgd,
+                     forbidden=("torch.optim",))],
+    }
+
+
+_TABLES = _exercises()
+GRADING_1, GRADING_2, GRADING_3 = _TABLES[1], _TABLES[2], _TABLES[3]
 
 
 def check_double(fn: Any) -> None:
-    out = _call(fn, 21, what="double(21)")
-    assert out == 42, f"double(21) returned {out!r}, expected 42.\nHint: multiply by 2."
-    print("\u2714 check_double passed")
+    from labs_utils.exercises import run_exercise
+
+    run_exercise(GRADING_1[0], (fn,))
 
 
 def check_greet(fn: Any) -> None:
-    out = _call(fn, "Ada", what="greet('Ada')")
-    assert out == "Hello, Ada!", f"greet('Ada') returned {out!r}, expected 'Hello, Ada!'."
-    print("\u2714 check_greet passed")
+    from labs_utils.exercises import run_exercise
+
+    run_exercise(GRADING_1[1], (fn,))
 
 
 def check_triple(fn: Any) -> None:
-    out = _call(fn, 5, what="triple(5)")
-    assert out == 15, f"triple(5) returned {out!r}, expected 15."
+    from labs_utils.exercises import run_exercise
+
+    run_exercise(GRADING_2[0], (fn,))
+
+
+def check_sgd(fn: Any) -> None:
+    from labs_utils.exercises import run_exercise
+
+    run_exercise(GRADING_3[0], (fn,))
 
 
 TOY_MODULE = "grading_fixtures"
@@ -40,14 +171,12 @@ FIXTURES_DIR = Path(__file__).resolve().parent
 
 
 def toy_labs() -> tuple:
-    """Two toy labs (1: double + greet, 2: triple) in the grader's Lab form."""
-    from labs_utils.checks._common import Exercise
-    from labs_utils.grade import Lab
+    """Three toy labs (1: double + greet, 2: triple, 3: sgd_step, torch.optim forbidden) and an ungraded lab 0."""
+    from labs_utils.instructor.grading.labs import Lab
 
-    lab1 = (Exercise("double", 2, ("double",), "check_double(double)"),
-            Exercise("greet", 1, ("greet",), "check_greet(greet)"))
-    lab2 = (Exercise("triple", 1, ("triple",), "check_triple(triple)"),)
-    return (Lab(0, "set-up", None), Lab(1, "toy one", TOY_MODULE, lab1), Lab(2, "toy two", TOY_MODULE, lab2))
+    return (Lab(0, "set-up", None), Lab(1, "toy one", TOY_MODULE, tuple(GRADING_1), "GRADING_1"),
+            Lab(2, "toy two", TOY_MODULE, tuple(GRADING_2), "GRADING_2"),
+            Lab(3, "toy three", TOY_MODULE, tuple(GRADING_3), "GRADING_3"))
 
 
 # ----------------------------------------------------------------------------- crafted notebooks
@@ -55,8 +184,11 @@ def toy_labs() -> tuple:
 DOUBLE = 'def double(x):\n    """Twice x."""\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION'
 GREET = ('def greet(name):\n    """A greeting."""\n    ### BEGIN SOLUTION\n    greeting = "Hello"\n'
          '    return f"{greeting}, {name}!"\n    ### END SOLUTION')
-ANSWER = "Why twice?\n\n<!-- BEGIN SOLUTION -->\nBecause the experiment doubled.\n<!-- END SOLUTION -->"
+QUESTION = "Why does double(x) give twice x?"
+ANSWER = f"{QUESTION}\n\n<!-- BEGIN SOLUTION -->\nBecause the experiment doubled.\n<!-- END SOLUTION -->"
 TRIPLE = "def triple(x):\n    ### BEGIN SOLUTION\n    return 3 * x\n    ### END SOLUTION"
+SGD = ("import torch\n\n\ndef sgd_step(param, lr):\n    ### BEGIN SOLUTION\n    with torch.no_grad():\n"
+       "        param -= lr * param.grad\n    ### END SOLUTION")
 
 
 def toy_solution(lab: int = 1) -> Any:
@@ -64,13 +196,16 @@ def toy_solution(lab: int = 1) -> Any:
     import nbformat
     from nbformat.v4 import new_code_cell, new_markdown_cell
 
-    from labs_utils.colab import setup_cell_source
+    from labs_utils.instructor.colab import setup_cell_source
 
     cells = [new_markdown_cell(f"# Toy lab {lab}"), new_code_cell(setup_cell_source()),
-             new_code_cell(f"from {TOY_MODULE} import check_double, check_greet, check_triple")]
+             new_code_cell(f"from {TOY_MODULE} import check_double, check_greet, check_sgd, check_triple")]
     if lab == 1:
         cells += [new_code_cell(DOUBLE), new_code_cell("# NBVAL_CHECK_OUTPUT\ncheck_double(double)"),
-                  new_markdown_cell(ANSWER), new_code_cell(GREET), new_code_cell("check_greet(greet)")]
+                  new_markdown_cell(ANSWER), new_markdown_cell("## Greeting"), new_code_cell(GREET),
+                  new_code_cell("check_greet(greet)")]
+    elif lab == 3:
+        cells += [new_code_cell(SGD), new_code_cell("check_sgd(sgd_step)")]
     else:
         cells += [new_code_cell(TRIPLE), new_code_cell("check_triple(triple)")]
     for index, cell in enumerate(cells):
@@ -86,7 +221,7 @@ def toy_solution(lab: int = 1) -> Any:
 
 def toy_student(lab: int = 1) -> Any:
     """The toy lab's student notebook, as labs_utils.notebooks generates it."""
-    from labs_utils.notebooks import student_notebook
+    from labs_utils.instructor.notebooks import student_notebook
 
     return student_notebook(toy_solution(lab))
 

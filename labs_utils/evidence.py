@@ -1,0 +1,120 @@
+"""Evidence: what a probe measured in the student's kernel, as plain JSON that the grader can trust to parse.
+
+A probe runs the student's code and returns evidence (numbers, strings, lists, dicts, tensors); the
+judge compares it with the references in the grader's own process. Evidence crosses from an untrusted
+kernel to the grader, so it travels as JSON (never pickle) and :func:`decode` accepts only this format:
+
+- ``None``, ``bool``, ``int``, ``str``, lists, and dicts with string keys;
+- floats, with ``nan``/``inf`` written as ``{"__float__": "nan"}``;
+- tensors as ``{"__tensor__": {"dtype": "float32", "shape": [2, 3], "data": "<base64 of the raw bytes>"}}``
+  (a few numeric dtypes; the byte count must match the shape).
+Tuples become lists. Sizes and nesting depth are capped.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+MAX_BYTES = 64 * 2**20  # of the encoded JSON text
+MAX_DEPTH = 32
+_DTYPES = {
+    "float64": (torch.float64, np.float64), "float32": (torch.float32, np.float32),
+    "float16": (torch.float16, np.float16), "int64": (torch.int64, np.int64), "int32": (torch.int32, np.int32),
+    "int16": (torch.int16, np.int16), "int8": (torch.int8, np.int8), "uint8": (torch.uint8, np.uint8),
+    "bool": (torch.bool, np.bool_),
+}
+_NAMES = {torch_dtype: name for name, (torch_dtype, _) in _DTYPES.items()}
+
+
+class EvidenceError(ValueError):
+    """Evidence that is not in the format above (a broken probe, or a kernel that sent something else)."""
+
+
+def to_plain(value: Any, depth: int = 0) -> Any:
+    """``value`` as JSON-ready plain data (tensors and non-finite floats tagged as described above)."""
+    if depth > MAX_DEPTH:
+        raise EvidenceError(f"evidence nested deeper than {MAX_DEPTH} levels")
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else {"__float__": repr(value)}
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach().to("cpu").contiguous()
+        if tensor.dtype not in _NAMES:
+            tensor = tensor.to(torch.float64 if tensor.is_floating_point() else torch.int64)
+        raw = tensor.numpy().tobytes() if tensor.dtype != torch.bfloat16 else b""
+        return {"__tensor__": {"dtype": _NAMES[tensor.dtype], "shape": list(tensor.shape),
+                               "data": base64.b64encode(raw).decode("ascii")}}
+    if isinstance(value, np.ndarray):
+        return to_plain(torch.from_numpy(np.ascontiguousarray(value)), depth)
+    if isinstance(value, np.generic):
+        return to_plain(value.item(), depth)
+    if isinstance(value, (list, tuple)):
+        return [to_plain(v, depth + 1) for v in value]
+    if isinstance(value, dict):
+        if not all(isinstance(k, str) for k in value):
+            raise EvidenceError("evidence dicts need string keys")
+        return {k: to_plain(v, depth + 1) for k, v in value.items()}
+    raise EvidenceError(f"evidence cannot hold a {type(value).__name__}")
+
+
+def encode(value: Any) -> str:
+    """Evidence -> JSON text."""
+    text = json.dumps(to_plain(value), allow_nan=False, separators=(",", ":"))
+    if len(text) > MAX_BYTES:
+        raise EvidenceError(f"evidence of {len(text)} bytes is over the {MAX_BYTES}-byte limit")
+    return text
+
+
+def _tensor(spec: Any) -> torch.Tensor:
+    if not (isinstance(spec, dict) and set(spec) == {"dtype", "shape", "data"}):
+        raise EvidenceError("a tensor needs exactly dtype, shape and data")
+    dtype, shape, data = spec["dtype"], spec["shape"], spec["data"]
+    if dtype not in _DTYPES or not isinstance(data, str):
+        raise EvidenceError(f"unknown tensor dtype {dtype!r}")
+    if not (isinstance(shape, list) and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
+                                            for n in shape)):
+        raise EvidenceError("a tensor's shape must be a list of non-negative ints")
+    raw = base64.b64decode(data.encode("ascii"), validate=True)
+    numpy_dtype = _DTYPES[dtype][1]
+    if len(raw) != math.prod(shape) * np.dtype(numpy_dtype).itemsize:
+        raise EvidenceError(f"a {dtype} tensor of shape {shape} cannot have {len(raw)} bytes")
+    array = np.frombuffer(raw, dtype=numpy_dtype).reshape(shape).copy()
+    return torch.from_numpy(array)
+
+
+def from_plain(value: Any, depth: int = 0) -> Any:
+    """Inverse of :func:`to_plain`, strict: anything else raises :class:`EvidenceError`."""
+    if depth > MAX_DEPTH:
+        raise EvidenceError(f"evidence nested deeper than {MAX_DEPTH} levels")
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, list):
+        return [from_plain(v, depth + 1) for v in value]
+    if isinstance(value, dict):
+        if set(value) == {"__float__"}:
+            if value["__float__"] not in ("nan", "inf", "-inf"):
+                raise EvidenceError(f"unknown float {value['__float__']!r}")
+            return float(value["__float__"])
+        if set(value) == {"__tensor__"}:
+            return _tensor(value["__tensor__"])
+        return {k: from_plain(v, depth + 1) for k, v in value.items()}
+    raise EvidenceError(f"unexpected {type(value).__name__} in evidence")
+
+
+def decode(text: str | bytes) -> Any:
+    """JSON text -> evidence; raises :class:`EvidenceError` for anything that is not valid evidence."""
+    if len(text) > MAX_BYTES:
+        raise EvidenceError(f"evidence of {len(text)} bytes is over the {MAX_BYTES}-byte limit")
+    try:
+        plain = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise EvidenceError(f"evidence is not JSON: {exc}") from None
+    return from_plain(plain)

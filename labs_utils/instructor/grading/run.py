@@ -1,0 +1,225 @@
+"""Grading one submission: run its cells in a fresh (sandboxed) kernel, probe each exercise there, judge here.
+
+The kernel only *measures* (the exercise's probe, on inputs drawn from a seed this process picks per
+run); the verdict comes from the exercise's judge, run in this process on evidence decoded strictly.
+What a submission prints, publishes or patches in its kernel can at most spoil its own evidence.
+"""
+from __future__ import annotations
+
+import hashlib
+import secrets
+import shutil
+import tempfile
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ... import evidence as ev
+from ... import exercises
+from .kernel import KernelDied, KernelSession, Options
+from .kernel_side import MAX_MESSAGE_CHARS, probe_cell
+from .labs import Lab, detect_lab, load_labs
+from .results import CellError, CellOutcome, ExerciseResult, PartResult, Status, SubmissionResult, SubmissionStatus
+from .sandbox import Sandbox, sandbox_for
+from .submissions import Cell, NotANotebook, definitions_outside_code, empty_answers, read_cells, without_shell_commands
+
+MAX_KERNEL_STARTS = 4  # the first run plus re-runs after a cell killed or hung the kernel
+IMPORT_TIMEOUT_S = 300  # importing the checks (torch) before the first probe, whatever --timeout says
+
+
+@dataclass
+class RunState:
+    """What one submission's run has found so far; it survives the kernel restarts of a re-run."""
+
+    code: list[Cell]
+    skipped: set[int] = field(default_factory=set)  # cells that killed or hung the kernel: left out of re-runs
+    errors: dict[int, CellError] = field(default_factory=dict)
+    graded: dict[str, ExerciseResult] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    cells_seconds: float = 0.0
+
+    def note(self, problem: str) -> None:
+        if problem not in self.problems:  # re-runs meet the same problems again
+            self.problems.append(problem)
+
+
+def _shorten(text: str) -> str:
+    return text if len(text) <= MAX_MESSAGE_CHARS else text[:MAX_MESSAGE_CHARS] + " [...]"
+
+
+def _run_cells(kernel: KernelSession, state: RunState) -> None:
+    """Run the code cells in order; cells that killed or hung the kernel before are skipped."""
+    timeout = kernel.options.timeout
+    for cell in state.code:
+        if cell.index in state.skipped:
+            continue
+        source, commands = without_shell_commands(cell.source)
+        if commands:
+            state.note(f"{cell.label}: shell commands are not run by the grader ({'; '.join(commands)[:200]})")
+        start = time.perf_counter()
+        try:
+            outcome, error, _ = kernel.run(source, timeout)
+        except KernelDied as died:
+            state.skipped.add(cell.index)
+            state.note(f"{cell.label} {died.how}; the notebook was run again from the top without that cell")
+            raise
+        finally:
+            state.cells_seconds += time.perf_counter() - start
+        if outcome is CellOutcome.TIMEOUT:
+            state.skipped.add(cell.index)  # interrupted now; left out of any re-run
+            state.note(f"{cell.label} did not finish within {timeout} s and was interrupted")
+        elif outcome is CellOutcome.ERROR and error is not None:
+            state.errors[cell.index] = CellError(cell.index + 1, cell.label, cell.first_line,
+                                                 str(error.get("ename", "")), str(error.get("evalue", ""))[:500])
+        else:
+            state.errors.pop(cell.index, None)
+
+
+def judged(exercise: exercises.Exercise, evidence_text: Any, seed: int) -> ExerciseResult:
+    """The verdict on evidence from the kernel: decoded strictly, judged here; never raises."""
+    try:
+        if not isinstance(evidence_text, str):
+            raise ev.EvidenceError("the kernel sent no evidence text")
+        found = ev.decode(evidence_text)
+    except ev.EvidenceError as exc:
+        found = {exercises.ERROR_KEY: f"the grader could not read what the check measured in your kernel ({exc}); "
+                                      "something in the notebook interferes with grading"}
+    verdicts = exercises.judge(exercise, found, seed)
+    parts = [PartResult(part.name, float(part.points) if verdicts.get(part.name) is None else 0.0,
+                        float(part.points), None if verdicts.get(part.name) is None
+                        else _shorten(str(verdicts[part.name]))) for part in exercise.parts]
+    earned = sum(p.points for p in parts)
+    status = (Status.PASSED if all(p.passed for p in parts) else Status.PARTIAL if earned > 0 else Status.FAILED)
+    return ExerciseResult(exercise.name, float(earned), float(exercise.points), status, "", parts)
+
+
+def _missing(exercise: exercises.Exercise, names: Sequence[str], cells: Sequence[Cell]) -> ExerciseResult:
+    message = "not defined when the notebook finished: " + ", ".join(map(str, names))
+    outside = [(n, definitions_outside_code(cells, n)) for n in exercise.needs]
+    outside = [(n, c) for n, c in outside if c is not None]
+    for name, cell in outside:
+        message += (f"; `{name}` is written in {cell.label}, which is a {cell.cell_type} cell: "
+                    "turn it back into a code cell")
+    if not outside:
+        message += " (was its cell deleted, renamed, or did it raise an error? See the problems below)"
+    return ExerciseResult(exercise.name, 0.0, float(exercise.points), Status.MISSING, message)
+
+
+def _failed(exercise: exercises.Exercise, status: Status, message: str) -> ExerciseResult:
+    return ExerciseResult(exercise.name, 0.0, float(exercise.points), status, message)
+
+
+def _probe_all(kernel: KernelSession, lab: Lab, cells: Sequence[Cell], state: RunState) -> None:
+    outcome, error, _ = kernel.run(f"import labs_utils.evidence, {lab.module}",
+                                   max(kernel.options.timeout, IMPORT_TIMEOUT_S))
+    if outcome is not CellOutcome.OK:
+        reason = f"{error.get('ename')}: {error.get('evalue')}" if error else "it timed out"
+        raise RuntimeError(f"the kernel cannot import {lab.module} ({reason})")
+    for exercise in lab.exercises:
+        if exercise.name in state.graded:
+            continue
+        seed, nonce = secrets.randbelow(2**31), secrets.token_hex(16)
+        try:
+            outcome, error, results = kernel.run(probe_cell(lab.module, lab.table, exercise.name, seed, nonce),
+                                                 kernel.options.timeout)
+        except KernelDied as died:
+            state.graded[exercise.name] = _failed(exercise, Status.CRASHED,
+                                                  f"while this exercise was checked, your code {died.how}")
+            raise
+        mine = [r for r in results if isinstance(r, dict) and r.get("nonce") == nonce]
+        if outcome is CellOutcome.TIMEOUT:
+            result = _failed(exercise, Status.TIMEOUT, f"the check did not finish within {kernel.options.timeout} s "
+                                                       "(an endless loop in your code?)")
+        elif len(mine) > 1:
+            result = judged(exercise, None, seed)  # a forged result next to the real one: trust neither
+            result.message = "the kernel sent more than one result: something in the notebook interferes with grading"
+        elif mine and isinstance(mine[0].get("missing"), list):
+            result = _missing(exercise, mine[0]["missing"], cells)
+        elif mine and outcome is CellOutcome.OK:
+            result = judged(exercise, mine[0].get("evidence"), seed)
+        else:
+            detail = f"{error.get('ename')}: {error.get('evalue')}" if error else "no result"
+            result = _failed(exercise, Status.ERROR, _shorten(f"the check could not run ({detail})"))
+        state.graded[exercise.name] = result
+
+
+def run_submission(cells: Sequence[Cell], lab: Lab, options: Options, sandbox: Sandbox | None) -> RunState:
+    """Execute the code cells in a fresh kernel, then probe and judge every exercise."""
+    state = RunState([c for c in cells if c.cell_type == "code" and c.source.strip()])
+    workdir = tempfile.mkdtemp(prefix="labs-grade-")
+    try:
+        for _ in range(MAX_KERNEL_STARTS):
+            try:
+                with KernelSession(options, workdir, sandbox) as kernel:
+                    _run_cells(kernel, state)
+                    _probe_all(kernel, lab, cells, state)
+                break
+            except KernelDied:
+                continue
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    for exercise in lab.exercises:
+        if exercise.name not in state.graded:
+            state.graded[exercise.name] = _failed(exercise, Status.NOT_RUN,
+                                                  f"not graded: the kernel died {MAX_KERNEL_STARTS} times")
+    return state
+
+
+def grade_submission(path: Path, student: str, options: Options) -> SubmissionResult:
+    """Grade one file; never raises (a failure of the grader itself gives status "grader-error")."""
+    from ..notebooks import ANSWER_PROMPT
+
+    start = time.perf_counter()
+    result = SubmissionResult(student=student, path=str(path))
+    try:
+        raw = path.read_bytes()
+        result.sha256 = hashlib.sha256(raw).hexdigest()
+        cells = read_cells(raw)
+        labs = options.labs or load_labs()
+        number, notes = detect_lab(cells, path.name, labs, options.lab)
+        result.problems += notes
+        lab = next((lab for lab in labs if lab.number == number), None)
+        if number is None:
+            result.status = SubmissionStatus.UNKNOWN_LAB
+            result.problems.append("cannot tell which lab this is: its file name has no lab number and it "
+                                   "defines none of the labs' exercises; pass --lab N")
+        elif lab is None:
+            result.status = SubmissionStatus.UNKNOWN_LAB
+            result.problems.append(f"there is no lab {number} (labs: {', '.join(str(x.number) for x in labs)})")
+        elif not lab.exercises:
+            result.lab, result.status = number, SubmissionStatus.NO_EXERCISES
+            result.problems.append(f"lab {number} ({lab.title}) has no graded exercises")
+        else:
+            result.lab = number
+            result.empty_answers = empty_answers(cells, ANSWER_PROMPT)
+            sandbox, _ = sandbox_for(options.sandbox, options.hidden)
+            result.sandboxed = sandbox is not None
+            state = run_submission(cells, lab, options, sandbox)
+            result.exercises = [state.graded[ex.name] for ex in lab.exercises]
+            result.cell_errors = [state.errors[index] for index in sorted(state.errors)]
+            result.problems += state.problems
+            result.cells_seconds = round(state.cells_seconds, 2)
+    except NotANotebook as exc:
+        result.status = SubmissionStatus.NOT_A_NOTEBOOK
+        result.problems.append(f"not a notebook: {exc}")
+        _zero_for_the_lab_named(result, path, options)
+    except Exception as exc:  # the grader's own failure: report it, keep the batch going
+        result.status = SubmissionStatus.GRADER_ERROR
+        last = traceback.extract_tb(exc.__traceback__)[-1]
+        result.problems.append(f"the grader failed: {type(exc).__name__}: {exc} "
+                               f"({Path(last.filename).name}:{last.lineno})")
+    result.seconds = round(time.perf_counter() - start, 2)
+    return result
+
+
+def _zero_for_the_lab_named(result: SubmissionResult, path: Path, options: Options) -> None:
+    """An unreadable file still gets its gradebook row: zero for each exercise of the lab --lab or its name gives."""
+    labs = options.labs or load_labs()
+    number, _ = detect_lab([], path.name, labs, options.lab)
+    lab = next((lab for lab in labs if lab.number == number), None)
+    if lab is not None:
+        result.lab = lab.number
+        result.exercises = [_failed(ex, Status.NOT_RUN, "the file could not be read") for ex in lab.exercises]

@@ -1,0 +1,45 @@
+"""Lab 1 — Autoencoders and denoising: everything the notebook ``lab1_autoencoders.ipynb`` needs, in one import.
+
+    from labs_utils import lab1_autoencoders as lab1
+
+- ``analysis``: the PCA baseline, MSE/PSNR/k-NN measurements, classical filters
+- ``experiments``: BatchNorm on and off over seeds, the open challenge's rules
+- ``figures``: the lab's figures and slider explorers
+- ``checks``: the exercise checks and the lab's ``GRADING`` table
+
+Names load lazily: importing the checks does not import the figures.
+"""
+from .._lazy import lazy_module
+
+_EXPORTS = {
+    "Images": "analysis",
+    "epochs_for": "analysis",
+    "reconstruction_mse": "analysis",
+    "PCA": "analysis",
+    "fit_pca": "analysis",
+    "psnr": "analysis",
+    "median_filter": "analysis",
+    "gaussian_filter": "analysis",
+    "MEDIAN_SIZES": "analysis",
+    "GAUSSIAN_SIGMAS": "analysis",
+    "denoising_psnr": "analysis",
+    "choose_filters": "analysis",
+    "fast_note": "analysis",
+    "knn_accuracy": "analysis",
+    "Corruption": "analysis",
+    "without_batchnorm": "experiments",
+    "batchnorm_seeds": "experiments",
+    "CHALLENGE": "experiments",
+    "challenge_verdict": "experiments",
+    "DIGIT_COLORS": "figures",
+    "plot_interpolations": "figures",
+    "plot_codes": "figures",
+    "plot_train_test": "figures",
+    "plot_mse_vs_code_size": "figures",
+    "plot_latent_grid": "figures",
+    "latent_explorer": "figures",
+    "noise_explorer": "figures",
+    "denoising_grid": "figures",
+    "plot_architecture": "figures",
+}
+__getattr__, __dir__, __all__ = lazy_module(__name__, ('analysis', 'experiments', 'figures', 'checks'), _EXPORTS)

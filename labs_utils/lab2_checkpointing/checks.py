@@ -1,0 +1,29 @@
+"""Checks of the gradient-checkpointing lab: its ``LAB`` and ``GRADING`` table, and the notebook's check functions.
+
+Each exercise is a probe (runs the student's code in their kernel, records evidence) and a judge
+(recomputes plain backprop from the same seed and compares, part by part): see
+:mod:`.exercise_checkpointing` and :mod:`.exercise_dropout`.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from ..exercises import LabInfo, run_exercise
+from .exercise_checkpointing import CHECKPOINTING
+from .exercise_dropout import DROPOUT
+
+__all__ = ["check_checkpointing", "check_dropout_checkpointing"]
+
+LAB = LabInfo(2, "gradient checkpointing", "lab2_checkpointing")
+
+GRADING = [CHECKPOINTING, DROPOUT]
+
+
+def check_checkpointing(fn: Callable) -> None:
+    """Check ``checkpointed_forward(blocks, x, segment_size)`` against plain backprop, part by part."""
+    run_exercise(CHECKPOINTING, (fn,))
+
+
+def check_dropout_checkpointing(fn: Callable) -> None:
+    """Check ``checkpointed_forward_rng(blocks, x, segment_size)``: dropout's gradients equal plain backprop's."""
+    run_exercise(DROPOUT, (fn,))

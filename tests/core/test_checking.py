@@ -1,0 +1,71 @@
+"""labs_utils.checks._common: how every check talks to a student."""
+import pytest
+import torch
+
+from labs_utils import checking as _common
+
+
+def test_not_implemented_becomes_a_short_assertion_that_says_what_to_do():
+    def add_noise(x):
+        raise NotImplementedError()
+
+    expected = "(?s)not implemented yet.*replace `raise NotImplementedError\\(\\)`"
+    with pytest.raises(AssertionError, match=expected) as info:
+        _common.call_student(add_noise, 1)
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+def test_an_exception_in_student_code_is_named_and_chained():
+    def add_noise(x):
+        return x + "a"
+
+    with pytest.raises(AssertionError, match="add_noise\\(...\\) raised TypeError") as info:
+        _common.call_student(add_noise, 1)
+    assert isinstance(info.value.__cause__, TypeError)
+
+
+def test_a_student_assertion_passes_through_unchanged():
+    def add_noise(x):
+        raise AssertionError("my own check")
+
+    with pytest.raises(AssertionError, match="^my own check$"):
+        _common.call_student(add_noise, 1)
+
+
+def test_calling_something_that_is_not_callable_explains_the_fix():
+    with pytest.raises(AssertionError, match="no parentheses"):
+        _common.call_student(torch.zeros(2))
+
+
+def test_assert_close_reports_the_difference_and_the_bound():
+    with pytest.raises(AssertionError, match=r"output: max \|difference\| .* is 0\.5 \(should be below 1e-06\)"):
+        _common.assert_close(torch.tensor([1.5]), torch.tensor([1.0]), what="output", atol=1e-6)
+    assert _common.assert_close(torch.tensor([1.0]), torch.tensor([1.0]), what="output", atol=1e-6) == 0.0
+
+
+def test_assert_close_checks_type_shape_and_finiteness_first():
+    with pytest.raises(AssertionError, match="expected a torch.Tensor, got list"):
+        _common.assert_close([1.0], torch.tensor([1.0]), what="out", atol=1e-6)
+    with pytest.raises(AssertionError, match=r"expected shape \(2,\), got \(3,\)"):
+        _common.assert_close(torch.zeros(3), torch.zeros(2), what="out", atol=1e-6)
+    with pytest.raises(AssertionError, match="NaN or inf"):
+        _common.assert_close(torch.tensor([float("nan")]), torch.zeros(1), what="out", atol=1e-6)
+
+
+def test_require_parameters_names_the_missing_ones():
+    def add_noise(x, std):
+        return x
+
+    with pytest.raises(AssertionError, match="(?s)no parameter\\(s\\) level, generator.*add_noise\\(x, level"):
+        _common.require_parameters(add_noise, ["x", "level", "generator"], "add_noise(x, level, generator=None)")
+    _common.require_parameters(lambda x, level, generator=None: x, ["x", "level", "generator"], "")
+
+
+def test_fail_appends_the_hint():
+    with pytest.raises(AssertionError, match="^wrong\nHint: try this$"):
+        _common.fail("wrong", "try this")
+
+
+def test_passed_prints_one_stable_line(capsys):
+    _common.passed("check_noise", "3 properties")
+    assert capsys.readouterr().out == "\u2714 check_noise passed: 3 properties\n"

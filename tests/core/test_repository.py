@@ -1,0 +1,115 @@
+"""Repository-level promises: light import, version ranges, the Colab set-up cell, README badges."""
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import labs_utils
+from labs_utils.instructor import colab
+
+ROOT = Path(__file__).resolve().parents[2]
+SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+def first_code_cell(path: Path) -> str:
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    source = next(c["source"] for c in cells if c["cell_type"] == "code")
+    return "".join(source) if isinstance(source, list) else source
+
+
+def test_import_labs_utils_is_light():
+    heavy = "('torch', 'matplotlib', 'torchvision')"
+    code = f"import sys, labs_utils; print(sorted(m for m in {heavy} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def _modules_after(statement: str) -> set[str]:
+    code = f"import sys\n{statement}\nprint(' '.join(sorted(sys.modules)))"
+    return set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split())
+
+
+@pytest.mark.parametrize(("check", "own_wing"), [
+    ("check_noise", "lab1_autoencoders"),
+    ("check_checkpointing", "lab2_checkpointing"),
+    ("check_optimizer", "lab3_optimizers"),
+])
+def test_importing_one_labs_check_loads_no_other_lab(check, own_wing):
+    loaded = _modules_after(f"from labs_utils.checks import {check}")
+    wings = {m.split(".")[1] for m in loaded if re.fullmatch(r"labs_utils\.lab\d+_\w+(\..*)?", m)}
+    assert wings == {own_wing}
+    assert "matplotlib" not in loaded, "a check should not pull in the figures"
+
+
+def test_students_see_no_grading_tools():
+    visible = dir(labs_utils)
+    assert "lab1_autoencoders" in visible and "checks" in visible
+    assert not {"grade", "instructor", "notebooks"} & set(visible)
+
+
+def test_every_wing_names_its_notebook_and_number():
+    from labs_utils.exercises import discover_labs
+
+    labs = discover_labs()
+    assert sorted(labs) == [0, 1, 2, 3]
+    for number, checks in labs.items():
+        assert checks.LAB.number == number
+        assert checks.__name__ == f"labs_utils.{checks.LAB.notebook}.checks"
+        assert (ROOT / "solutions" / f"{checks.LAB.notebook}.ipynb").exists()
+
+
+def test_top_level_helpers_resolve_lazily():
+    assert labs_utils.load_mnist.__module__ == "labs_utils.data"
+    assert labs_utils.fit.__module__ == "labs_utils.training"
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        labs_utils.nope  # noqa: B018
+
+
+def test_requirements_use_ranges_not_exact_pins():
+    lines = [ln.split("#")[0].strip() for ln in (ROOT / "requirements.txt").read_text().splitlines()]
+    packages = [ln for ln in lines if ln and not ln.startswith("-")]
+    assert any(ln.startswith("torch>=") for ln in packages)
+    assert not [ln for ln in packages if "==" in ln], "exact pins would make Colab reinstall its packages"
+    assert "-e ." in lines
+
+
+def test_there_are_solution_notebooks():
+    assert SOLUTIONS, "solutions/ holds no notebook"
+
+
+@pytest.mark.parametrize("path", SOLUTIONS + NOTEBOOKS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_first_code_cell_is_the_colab_setup_cell(path):
+    assert first_code_cell(path) == colab.setup_cell_source(), (
+        f"{path.name}: the first code cell must be labs_utils.colab.setup_cell_source() exactly"
+    )
+
+
+def test_setup_cell_installs_from_the_one_repository_url():
+    assert f"git+{labs_utils.REPO_URL}.git" in colab.setup_cell_source()
+
+
+def test_colab_url_needs_a_github_address():
+    with pytest.raises(ValueError, match="GitHub address"):
+        colab.colab_url("notebooks/x.ipynb", repo_url="https://gitlab.com/a/b")
+
+
+def test_readme_has_a_colab_badge_for_every_student_notebook():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for path in NOTEBOOKS:
+        assert colab.colab_badge(f"notebooks/{path.name}") in readme, f"README lacks the Colab badge of {path.name}"
+
+
+def test_readme_gives_the_two_commands_and_the_mnist_credit():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "pip install -r requirements.txt && jupyter lab" in readme
+    assert re.search(r"^pytest$", readme, re.MULTILINE)
+    assert "LeCun" in readme and "CC BY-SA 3.0" in readme
+
+
+def test_license_is_mit_for_the_course_authors():
+    text = (ROOT / "LICENSE").read_text(encoding="utf-8")
+    assert text.startswith("MIT License\n") and "Copyright (c) 2026 The course authors" in text

@@ -1,0 +1,229 @@
+"""The grader's pieces without a kernel: reading, labs, judging evidence, reports, the sandbox command."""
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grading_fixtures as gf
+import pytest
+from conftest import SANDBOX
+
+from labs_utils import evidence as ev
+from labs_utils.instructor.grading import kernel_side
+from labs_utils.instructor.grading.batch import collect
+from labs_utils.instructor.grading.kernel import death
+from labs_utils.instructor.grading.labs import detect_lab
+from labs_utils.instructor.grading.manual import ManualPoint
+from labs_utils.instructor.grading.reports import feedback, feedback_html, feedback_markdown, write_reports
+from labs_utils.instructor.grading.results import Status, SubmissionResult
+from labs_utils.instructor.grading.run import judged
+from labs_utils.instructor.grading.sandbox import Sandbox, repository_roots, solutions_folders
+from labs_utils.instructor.grading.submissions import defined_names, empty_answers, read_cells, without_shell_commands
+from labs_utils.instructor.notebooks import ANSWER_PROMPT
+
+
+def test_reading_accepts_nbformat3_and_line_lists():
+    v3 = {"nbformat": 3, "worksheets": [{"cells": [{"cell_type": "code", "input": ["x = 1\n", "y = 2"]}]}]}
+    assert [c.source for c in read_cells(json.dumps(v3).encode())] == ["x = 1\ny = 2"]
+
+
+def test_cells_are_named_as_a_student_finds_them():
+    cells = read_cells(json.dumps(gf.toy_student(1)).encode())
+    double = next(c for c in cells if "def double" in c.source)
+    assert double.label == "code cell 3 (under “Toy lab 1”, starting `def double(x):`)"
+    greet = next(c for c in cells if "def greet" in c.source)
+    assert greet.label.startswith("code cell 5 (under “Greeting”")
+    commented = read_cells(json.dumps({"cells": [
+        {"cell_type": "markdown", "source": "## 2.1 Noise"},
+        {"cell_type": "code", "source": "# Exercise: noise\nraise NotImplementedError()\n"},
+        {"cell_type": "code", "source": "# add noise\n@torch.no_grad()\ndef add_gaussian_noise(x):\n"
+                                        "    raise NotImplementedError()"}]}).encode())
+    assert commented[1].first_line == "raise NotImplementedError()"
+    assert commented[2].label == "code cell 2 (under “2.1 Noise”, starting `def add_gaussian_noise(x):`)"
+
+
+def test_empty_written_answers_are_found():
+    cells = read_cells(json.dumps(gf.toy_student(1)).encode())
+    assert empty_answers(cells, ANSWER_PROMPT) == [f"the answer to “{gf.QUESTION}” (under “Toy lab 1”)"]
+    assert empty_answers(read_cells(json.dumps(gf.toy_solution(1)).encode()), ANSWER_PROMPT) == []
+
+
+def test_defined_names_sees_definitions_despite_magics_and_syntax_errors():
+    assert defined_names("%matplotlib inline\ndef f():\n    pass\nclass K: ...\nz: int = 3") == {"f", "K", "z"}
+    assert defined_names("def broken(:\n    pass\nname = 1") == {"broken", "name"}
+
+
+def test_detect_lab_prefers_the_code_then_the_file_name():
+    labs = gf.toy_labs()
+    cells = read_cells(gf.colab_vscode_json(gf.toy_solution(2)).encode())
+    assert detect_lab(cells, "lab1.ipynb", labs, None)[0] == 2
+    assert detect_lab([], "Lab 1 - alice.ipynb", labs, None) == (1, [])
+    assert detect_lab([], "alice.ipynb", labs, None) == (None, [])
+    assert detect_lab(cells, "x.ipynb", labs, 1)[0] == 1
+
+
+def test_collect_names_students_by_relative_path(tmp_path):
+    for name in ("alice/lab1.ipynb", "bob/lab1.ipynb", "bob/.ipynb_checkpoints/lab1-checkpoint.ipynb"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("{}")
+    assert [s for _, s in collect([tmp_path])] == ["alice/lab1", "bob/lab1"]
+
+
+def test_shell_commands_become_pass_at_their_indentation():
+    assert without_shell_commands("if True:\n    !pip install x\ny = 1") == (
+        "if True:\n    pass  # shell command left out by the grader\ny = 1", ["!pip install x"])
+    assert without_shell_commands("%%bash\nrm -rf data") == ("pass", ["%%bash"])
+    assert without_shell_commands("x = 1  # !not a command") == ("x = 1  # !not a command", [])
+
+
+# ----------------------------------------------------------------------------- judging evidence
+
+DOUBLE = gf.GRADING_1[0]
+
+
+def _evidence(fn, seed: int) -> str:
+    from labs_utils.exercises import probe
+
+    return ev.encode(probe(DOUBLE, [fn], seed))
+
+
+def test_evidence_is_judged_part_by_part_in_the_grader():
+    assert judged(DOUBLE, _evidence(lambda x: 2 * x, 7), 7).status == Status.PASSED
+    half = judged(DOUBLE, _evidence(lambda x: abs(2 * x), 7), 7)
+    assert (half.status, half.points, [p.passed for p in half.parts]) == (Status.PARTIAL, 1, [True, False])
+    assert "keep the sign" in half.parts[1].message
+
+
+def test_evidence_from_another_seed_fails():
+    assert judged(DOUBLE, _evidence(lambda x: 2 * x, 7), 8).points == 0
+
+
+@pytest.mark.parametrize("text", [None, "", "not json", '{"positive": "passed"}', '{"__passed__": true}',
+                                  '{"__tensor__": {"dtype": "float32", "shape": [9], "data": "AAAA"}}',
+                                  "[" * 100_000, '{"positive": [1e999]}'])
+def test_malformed_or_forged_evidence_fails_every_part_without_crashing(text):
+    result = judged(DOUBLE, text, 7)
+    assert result.points == 0 and all(p.message for p in result.parts)
+
+
+# ----------------------------------------------------------------------------- reports
+
+def test_feedback_lists_parts_and_empty_answers():
+    result = SubmissionResult("ann", "ann_lab1.ipynb", lab=1, empty_answers=["the answer to “Why?” (under “Q1”)"])
+    result.exercises = [judged(DOUBLE, _evidence(lambda x: abs(2 * x), 3), 3)]
+    text = feedback(result)
+    assert "✘ double: 1/2 partly passed" in text and "✔ positive: 1/1" in text and "✘ negative: 0/1" in text
+    assert "Written answers left empty" in text and "- the answer to “Why?” (under “Q1”)" in text
+
+
+def _graded(student: str = "ann") -> SubmissionResult:
+    result = SubmissionResult(student, f"{student}_lab1.ipynb", lab=1, student_id="s123")
+    result.exercises = [judged(DOUBLE, _evidence(lambda x: abs(2 * x), 3), 3)]
+    return result
+
+
+MANUAL = [ManualPoint("s123", "lab1-Q1", 1.5, "clear", 2), ManualPoint("s123", "lab1-Q2", 0.5, "", 3),
+          ManualPoint("s123", "lab2-Q1", 9, "another lab", 4), ManualPoint("bob", "lab1-Q1", 9, "someone else", 5)]
+
+
+def test_feedback_adds_the_students_manual_points_of_this_lab_to_the_total():
+    text = feedback(_graded(), MANUAL, max_points=2)
+    assert "Score: 1 / 2 (autograded)" in text and "Written answers (graded by hand): 2 / 4 points" in text
+    assert "- Q1: 1.5/2 - clear" in text and "Total: 3\n" in text and "another lab" not in text
+    assert "Total:" not in feedback(_graded()) and "(autograded)" not in feedback(_graded())
+
+
+def test_markdown_and_html_feedback_say_what_the_text_says_and_run_nothing():
+    nasty = _graded("<script>alert(1)</script>")
+    nasty.exercises[0].parts[1].message = "```\n<img src=x onerror=alert(2)>\n```"
+    md = feedback_markdown(nasty, MANUAL)
+    assert md.startswith("# Lab 1: <script>") and "**Total: 3**" in md and "## ✘ double: 1/2" in md
+    assert "````text" in md  # a fence longer than any run of backticks in the hint
+    page = feedback_html(nasty, MANUAL)
+    assert "<script>" not in page and "<img" not in page and "&lt;img src=x" in page
+    assert "<h1>Lab 1: &lt;script&gt;" in page and "default-src 'none'" in page
+
+
+def test_gradebook_has_the_student_id_and_auto_manual_total_columns(tmp_path):
+    written = write_reports([_graded()], tmp_path / "book.csv", MANUAL, 2, feedback_format="html")
+    row = next(csv.DictReader(written[0].open(encoding="utf-8")))
+    assert (row["student_id"], row["auto"], row["manual"], row["total"]) == ("s123", "1", "2", "3")
+    assert written[1].name == "ann.html" and "Total: 3" in written[1].read_text(encoding="utf-8")
+    write_reports([_graded()], tmp_path / "plain.csv")
+    row = next(csv.DictReader((tmp_path / "plain.csv").open(encoding="utf-8")))
+    assert (row["auto"], row["manual"], row["total"]) == ("1", "", "1")
+    with pytest.raises(ValueError, match="choose one of txt, md, html"):
+        write_reports([_graded()], tmp_path / "x.csv", feedback_format="pdf")
+
+
+# ----------------------------------------------------------------------------- kernel side, sandbox
+
+def test_probe_cell_is_valid_python_naming_module_table_exercise_seed_and_nonce():
+    source = kernel_side.probe_cell("grading_fixtures", "GRADING_1", "double", 123, "ab" * 16)
+    compile(source, "<probe>", "exec")
+    assert "'GRADING_1', 'double', 123, '" + "ab" * 16 in source
+
+
+def test_dropping_cached_modules_forgets_patched_checks(monkeypatch):
+    tops = (*kernel_side.FRESH, gf.TOY_MODULE)
+    saved = {name: module for name, module in sys.modules.items() if name.split(".")[0] in tops}
+    try:
+        kernel_side.drop_cached(gf.TOY_MODULE)
+        assert gf.TOY_MODULE not in sys.modules
+        assert not [name for name in sys.modules if name.split(".")[0] == "labs_utils"]
+    finally:
+        sys.modules.update(saved)  # the other tests keep the module objects they imported
+
+
+def test_exit_codes_of_a_sandboxed_kernel_name_the_signal():
+    assert "SIGSEGV" in death(139, sandboxed=True) and "exit code 1" in death(1, sandboxed=True)
+    assert "SIGKILL" in death(-9)
+
+
+def test_sandbox_hides_solutions_of_every_checkout_and_the_given_paths(tmp_path):
+    assert Path(__file__).resolve().parents[3] in repository_roots()
+    (tmp_path / "subs").mkdir()
+    (tmp_path / "grades.csv").write_text("x")
+    sandbox = Sandbox((str(tmp_path / "subs"), str(tmp_path / "grades.csv")))
+    command = sandbox.arguments(str(tmp_path / "w"), ["k"])
+    for folder in solutions_folders():
+        assert command[command.index(str(folder)) - 1] == "--tmpfs"
+    assert command[command.index(str((tmp_path / "subs").resolve())) - 1] == "--tmpfs"
+    assert command[command.index(str((tmp_path / "grades.csv").resolve())) - 2:][:2] == ["--ro-bind", "/dev/null"]
+    assert {"--unshare-net", "--unshare-pid", "--die-with-parent"} <= set(command) and command[-2:] == ["--", "k"]
+    (tmp_path / "w").mkdir()
+    assert str(tmp_path / "subs") not in " ".join(sandbox.command(str(tmp_path / "w"), ["k"]))  # in a file
+
+
+@pytest.mark.skipif(not SANDBOX, reason="bubblewrap unusable here")
+def test_sandbox_starts_fast_and_sees_only_its_own_processes(tmp_path):
+    count = ("import os; print(len([p for p in os.listdir('/proc') if p.isdigit()]), "
+             "open('/proc/1/cmdline').read().split(chr(0))[:3])")
+    command = Sandbox().command(str(tmp_path), [sys.executable, "-c", count])
+    start = time.perf_counter()
+    out = subprocess.run(command, capture_output=True, text=True, check=True)
+    assert time.perf_counter() - start < 5  # the target is < 1 s; a loaded CI machine gets slack
+    processes, init = out.stdout.split(" ", 1)
+    assert int(processes) <= 3 and init.strip().endswith("bwrap', '--args', '3']")  # no path, no grader command line
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc (Linux)")
+def test_kernel_exits_when_the_grader_dies():
+    kernel = ("import sys, time\nfrom labs_utils.instructor.grading.kernel_side import exit_with_parent\n"
+              "exit_with_parent(int(sys.argv[1]), poll_seconds=0.1)\ntime.sleep(60)")
+    grader = ("import os, subprocess, sys, time\n"
+              f"child = subprocess.Popen([sys.executable, '-c', {kernel!r}, str(os.getpid())])\n"
+              "print(child.pid, flush=True)\ntime.sleep(60)")
+    parent = subprocess.Popen([sys.executable, "-c", grader], stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    parent.kill()
+    parent.wait()
+    status = Path(f"/proc/{child}/status")
+    deadline = time.monotonic() + 20
+    while status.exists() and "zombie" not in status.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not status.exists() or "zombie" in status.read_text(), "the orphaned kernel kept running"

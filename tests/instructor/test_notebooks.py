@@ -1,0 +1,260 @@
+"""Student notebooks generated from the solutions: markers, metadata, byte-identical rebuilds, and the
+real student notebooks run until the first exercise, whose check then fails with the student-facing hint."""
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+
+import grading_fixtures as gf
+import nbformat
+import pytest
+
+from labs_utils.instructor import notebooks
+from labs_utils.instructor.colab import setup_cell_source
+from labs_utils.instructor.grading.batch import grade_batch
+from labs_utils.instructor.grading.kernel import Options
+from labs_utils.instructor.grading.reports import feedback
+
+ROOT = Path(__file__).resolve().parents[2]
+SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))
+STUB = re.compile(r"# YOUR CODE HERE\n\s*raise NotImplementedError\(\)")
+
+
+def markers_and_test_comments_removed(source: str) -> str:
+    """A solution cell's source without its marker lines and # NBVAL_ comments (what a round trip restores)."""
+    drop = {notebooks.CODE_BEGIN, notebooks.CODE_END, notebooks.MARKDOWN_BEGIN, notebooks.MARKDOWN_END}
+    return "\n".join(line for line in source.split("\n")
+                     if line.strip() not in drop and not re.match(r"^\s*# NBVAL_[A-Z_]+\s*$", line))
+
+
+def solution_blocks(source: str, begin: str, end: str) -> list:
+    """The lines between each begin/end marker pair, in order."""
+    blocks, current = [], None
+    for line in source.split("\n"):
+        if line.strip() == begin:
+            current = []
+        elif line.strip() == end:
+            blocks.append(current)
+            current = None
+        elif current is not None:
+            current.append(line)
+    return blocks
+
+
+def fill_in(student: str, solution: str, stub: tuple, begin: str, end: str) -> str:
+    """Put the solution's blocks back in place of the student's stubs."""
+    blocks = iter(solution_blocks(solution, begin, end))
+    lines, out, i = student.split("\n"), [], 0
+    while i < len(lines):
+        if [ln.strip() for ln in lines[i:i + len(stub)]] == list(stub):
+            out += next(blocks)
+            i += len(stub)
+        else:
+            out.append(lines[i])
+            i += 1
+    assert next(blocks, None) is None, "a solution block has no stub in the student cell"
+    return "\n".join(out)
+
+
+def restored(student: nbformat.NotebookNode, solution: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """The student notebook with every solution block and written answer put back."""
+    nb = copy.deepcopy(student)
+    for cell, original in zip(nb.cells, solution.cells):
+        if cell.cell_type == "code":
+            cell.source = fill_in(cell.source, original.source, notebooks.CODE_STUB,
+                                  notebooks.CODE_BEGIN, notebooks.CODE_END)
+        elif cell.cell_type == "markdown":
+            cell.source = fill_in(cell.source, original.source, (notebooks.ANSWER_PROMPT,),
+                                  notebooks.MARKDOWN_BEGIN, notebooks.MARKDOWN_END)
+    return nb
+
+
+# ----------------------------------------------------------------------------- the generator, on the toy lab
+
+def test_code_between_markers_becomes_the_stub_at_the_markers_indentation():
+    source = ("class Model:\n    def forward(self, x):\n        \"\"\"Doc.\"\"\"\n        ### BEGIN SOLUTION\n"
+              "        y = x + 1\n        return y\n        ### END SOLUTION\n\n    def other(self):\n        return 0")
+    assert notebooks.student_code(source) == (
+        "class Model:\n    def forward(self, x):\n        \"\"\"Doc.\"\"\"\n        # YOUR CODE HERE\n"
+        "        raise NotImplementedError()\n\n    def other(self):\n        return 0")
+
+
+def test_every_block_of_a_cell_is_replaced_and_code_outside_stays():
+    source = "def f():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION\n\nx = 2\n" \
+             "def g():\n    ### BEGIN SOLUTION\n    return 3\n    ### END SOLUTION"
+    student = notebooks.student_code(source)
+    assert student.count("raise NotImplementedError()") == 2 and "x = 2" in student
+    assert "return 1" not in student and "return 3" not in student
+
+
+def test_written_answers_become_a_prompt_and_the_question_stays():
+    student = notebooks.student_markdown(gf.ANSWER)
+    assert student == f"Why does double(x) give twice x?\n\n{notebooks.ANSWER_PROMPT}"
+
+
+def test_test_markers_are_dropped_from_student_code():
+    assert notebooks.student_code("# NBVAL_CHECK_OUTPUT\ncheck_double(double)") == "check_double(double)"
+
+
+@pytest.mark.parametrize("source, message", [
+    ("### BEGIN SOLUTION\nx = 1", "without a matching"),
+    ("x = 1\n### END SOLUTION", "without a '### BEGIN SOLUTION' above it"),
+    ("### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION", "inside another solution block"),
+])
+def test_unpaired_markers_are_an_error(source, message):
+    with pytest.raises(notebooks.SolutionMarkerError, match=message):
+        notebooks.student_code(source)
+
+
+def test_unpaired_marker_error_names_the_cell():
+    solution = gf.toy_solution(1)
+    solution.cells[3].source += "\n### BEGIN SOLUTION"
+    with pytest.raises(notebooks.SolutionMarkerError, match="cell 3: "):
+        notebooks.student_notebook(solution)
+
+
+def test_first_code_cell_must_be_the_setup_cell():
+    solution = gf.toy_solution(1)
+    solution.cells[1].source = "import os"
+    with pytest.raises(notebooks.SolutionMarkerError, match="setup_cell_source"):
+        notebooks.student_notebook(solution)
+
+
+def test_outputs_counts_and_editor_metadata_are_cleared():
+    solution = gf.toy_solution(1)
+    solution.cells[3].metadata.update(tags=["keep-me"], collapsed=True, colab={"id": "x"})
+    student = notebooks.student_notebook(solution)
+    assert student.metadata == {"kernelspec": notebooks.KERNELSPEC, "language_info": notebooks.LANGUAGE_INFO}
+    assert (student.nbformat, student.nbformat_minor) == (4, 5)
+    code = [c for c in student.cells if c.cell_type == "code"]
+    assert all(c.outputs == [] and c.execution_count is None for c in code)
+    assert student.cells[3].metadata == {"tags": ["keep-me"]}
+    assert [c.id for c in student.cells] == [c.id for c in solution.cells]
+
+
+def test_rebuild_is_byte_identical_and_check_finds_every_kind_of_stale_file(tmp_path):
+    solutions, student_dir = tmp_path / "solutions", tmp_path / "notebooks"
+    solutions.mkdir()
+    gf.write(gf.toy_solution(1), solutions / "lab1_toy.ipynb")
+    gf.write(gf.toy_solution(2), solutions / "lab2_toy.ipynb")
+    assert [p.name for p in notebooks.build(solutions, student_dir)[0]] == ["lab1_toy.ipynb", "lab2_toy.ipynb"]
+    first = {p.name: p.read_bytes() for p in student_dir.iterdir()}
+    assert notebooks.build(solutions, student_dir) == ([], [])
+    assert {p.name: p.read_bytes() for p in student_dir.iterdir()} == first
+    assert notebooks.stale(solutions, student_dir) == []
+
+    (student_dir / "lab1_toy.ipynb").write_bytes(first["lab1_toy.ipynb"].replace(b"Toy lab", b"Edited"))
+    (student_dir / "lab2_toy.ipynb").unlink()
+    (student_dir / "old_lab.ipynb").write_text("{}")
+    assert [p.split(": ")[1] for p in notebooks.stale(solutions, student_dir)] == [
+        f"differs from what {solutions / 'lab1_toy.ipynb'} generates", "missing",
+        f"no solution {solutions / 'old_lab.ipynb'} generates it"]
+    written, removed = notebooks.build(solutions, student_dir)
+    assert len(written) == 2 and [p.name for p in removed] == ["old_lab.ipynb"]
+    assert {p.name: p.read_bytes() for p in student_dir.iterdir()} == first
+
+
+def test_command_line_check_exits_nonzero_and_says_how_to_fix(tmp_path, capsys):
+    (tmp_path / "solutions").mkdir()
+    gf.write(gf.toy_solution(1), tmp_path / "solutions" / "lab1_toy.ipynb")
+    args = ["--solutions", str(tmp_path / "solutions"), "--notebooks", str(tmp_path / "notebooks")]
+    assert notebooks.main(["check", *args]) == 1
+    assert "python -m labs_utils.notebooks build" in capsys.readouterr().out
+    assert notebooks.main(["build", *args]) == 0
+    assert notebooks.main(["check", *args]) == 0
+
+
+def test_toy_round_trip_gives_back_the_solution_code():
+    solution = gf.toy_solution(1)
+    back = restored(notebooks.student_notebook(solution), solution)
+    assert [c.source for c in back.cells] == [markers_and_test_comments_removed(c.source) for c in solution.cells]
+
+
+# ----------------------------------------------------------------------------- the committed student notebooks
+
+def test_committed_student_notebooks_are_up_to_date():
+    problems = notebooks.stale(ROOT / "solutions", ROOT / "notebooks")
+    assert problems == [], "run `python -m labs_utils.notebooks build`:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.stem)
+def test_putting_the_solution_back_gives_the_solution_code(path):
+    solution = nbformat.read(path, as_version=4)
+    student = nbformat.read(ROOT / "notebooks" / path.name, as_version=4)
+    back = restored(student, solution)
+    assert [c.cell_type for c in back.cells] == [c.cell_type for c in solution.cells]
+    assert [c.source for c in back.cells] == [markers_and_test_comments_removed(c.source) for c in solution.cells]
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.stem)
+def test_student_notebook_suits_colab_and_jupyterlab_and_hides_the_solutions(path):
+    raw = (ROOT / "notebooks" / path.name).read_text(encoding="utf-8")
+    student = nbformat.reads(raw, as_version=4)
+    nbformat.validate(student)
+    assert student.metadata.kernelspec.name == "python3" and student.metadata.language_info.name == "python"
+    assert "widgets" not in student.metadata
+    assert next(c for c in student.cells if c.cell_type == "code").source == setup_cell_source()
+    assert all(c.outputs == [] for c in student.cells if c.cell_type == "code")
+    for marker in ("SOLUTION", "NBVAL_"):
+        assert marker not in raw
+
+
+# ----------------------------------------------------------------------------- running the real student notebooks
+
+LABS_WITH_EXERCISES = [p for p in SOLUTIONS if "### BEGIN SOLUTION" in p.read_text(encoding="utf-8")]
+
+
+@pytest.fixture(scope="module")
+def real_runs(tmp_path_factory):
+    """Grade (fast mode, two workers) every untouched student notebook, and Lab 2's with the solutions put back."""
+    folder = tmp_path_factory.mktemp("restored")
+    lab2 = "lab2_checkpointing.ipynb"
+    restored_lab2 = restored(nbformat.read(ROOT / "notebooks" / lab2, as_version=4),
+                             nbformat.read(ROOT / "solutions" / lab2, as_version=4))
+    gf.write(restored_lab2, folder / lab2)
+    jobs = [(ROOT / "notebooks" / p.name, p.stem) for p in LABS_WITH_EXERCISES] + [(folder / lab2, "restored lab 2")]
+    results = grade_batch(jobs, Options(timeout=120, fast=True), workers=2)  # fast-mode cells take < 30 s
+    return {r.student: r for r in results}
+
+
+def check_cells(notebook: nbformat.NotebookNode) -> list:
+    """Indices of the cells that call an exercise check (a line starting with check_...( )."""
+    return [i for i, c in enumerate(notebook.cells)
+            if c.cell_type == "code" and re.search(r"^check_\w+\(", c.source, re.MULTILINE)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", LABS_WITH_EXERCISES, ids=lambda p: p.stem)
+def test_student_notebook_runs_until_the_first_exercise(real_runs, path):
+    student = nbformat.read(ROOT / "notebooks" / path.name, as_version=4)
+    first_exercise = next(i for i, c in enumerate(student.cells) if STUB.search(c.source))
+    early = [e for e in real_runs[path.stem].cell_errors if e.cell - 1 < first_exercise]
+    assert early == [], f"cells before the first exercise (cell {first_exercise + 1}) failed: {early}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", LABS_WITH_EXERCISES, ids=lambda p: p.stem)
+def test_each_check_fails_with_the_not_implemented_hint(real_runs, path):
+    student = nbformat.read(ROOT / "notebooks" / path.name, as_version=4)
+    errors = {e.cell - 1: e for e in real_runs[path.stem].cell_errors}
+    for index in check_cells(student):
+        error = errors.get(index)
+        assert error is not None, f"cell {index + 1} passed its check without the exercise"
+        assert (error.ename, "NotImplementedError" in error.evalue) == ("AssertionError", True), (
+            f"cell {index + 1} should fail with the student-facing hint, got {error.ename}: {error.evalue}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", LABS_WITH_EXERCISES, ids=lambda p: p.stem)
+def test_untouched_student_notebook_grades_zero(real_runs, path):
+    r = real_runs[path.stem]
+    assert r.status == "graded" and r.total == 0 and r.max_total > 0
+    assert all(ex.status == "failed" and all("not implemented yet" in (p.message or "") for p in ex.parts)
+               for ex in r.exercises)
+
+
+@pytest.mark.slow
+def test_student_notebook_with_the_solutions_put_back_gets_full_marks(real_runs):
+    r = real_runs["restored lab 2"]
+    assert r.status == "graded" and r.total == r.max_total > 0, feedback(r)

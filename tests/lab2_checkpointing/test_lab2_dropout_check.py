@@ -1,0 +1,148 @@
+"""check_dropout_checkpointing: dropout's gradients under recomputation equal plain backprop's, the caller's
+random numbers are left as plain backprop leaves them, and the function still checkpoints."""
+from __future__ import annotations
+
+import pytest
+import torch
+from reference_checkpointing import SavedInputSegment, checkpointed_saved_input, run_blocks, segment_params, segments
+from torch.utils.checkpoint import checkpoint_sequential
+
+from labs_utils import checks, exercises
+from labs_utils.lab2_checkpointing.checks import GRADING, check_dropout_checkpointing
+from labs_utils.lab2_checkpointing.exercise_dropout import DROPOUT_GRADIENTS, RNG_LEFT_ALONE, STILL_CHECKPOINTING
+
+EXERCISE = exercises.exercise_named(GRADING, "checkpointed_forward_rng: dropout replayed exactly")
+ALL_PARTS = {DROPOUT_GRADIENTS, RNG_LEFT_ALONE, STILL_CHECKPOINTING}
+
+
+def verdicts(implementation, seed=None):
+    seed = exercises.default_seed(EXERCISE) if seed is None else seed
+    return exercises.grade_here(EXERCISE, [implementation], seed)
+
+
+def failed(result):
+    return {part for part, message in result.items() if message is not None}
+
+
+def _apply_all(function, blocks, x, segment_size):
+    for segment in segments(blocks, segment_size):
+        x = function.apply(segment, x, *segment_params(segment))
+    return x
+
+
+# --- correct, written differently ----------------------------------------------------------------------
+class ForkRngSegment(SavedInputSegment):
+    """Saves the state in forward; replays inside fork_rng, so the caller's generator is untouched."""
+
+    @staticmethod
+    def forward(ctx, segment, x, *params):
+        ctx.rng_state = torch.get_rng_state()
+        return SavedInputSegment.forward(ctx, segment, x, *params)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        with torch.random.fork_rng(devices=[]):
+            torch.set_rng_state(ctx.rng_state)
+            return SavedInputSegment.backward(ctx, grad_output)
+
+
+class SetAndResetSegment(ForkRngSegment):
+    """Keeps the current state by hand and sets it back after the replay."""
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        current = torch.get_rng_state()
+        torch.set_rng_state(ctx.rng_state)
+        try:
+            return SavedInputSegment.backward(ctx, grad_output)
+        finally:
+            torch.set_rng_state(current)
+
+
+def fork_rng(blocks, x, segment_size):
+    return _apply_all(ForkRngSegment, blocks, x, segment_size)
+
+
+def set_and_reset(blocks, x, segment_size):
+    return _apply_all(SetAndResetSegment, blocks, x, segment_size)
+
+
+# --- wrong -----------------------------------------------------------------------------------------------
+class SetWithoutReset(ForkRngSegment):
+    @staticmethod
+    def backward(ctx, grad_output):
+        torch.set_rng_state(ctx.rng_state)
+        return SavedInputSegment.backward(ctx, grad_output)
+
+
+def set_without_reset(blocks, x, segment_size):
+    return _apply_all(SetWithoutReset, blocks, x, segment_size)
+
+
+def one_state_for_all_segments(blocks, x, segment_size):
+    """Saves the random state once, before the first segment, and replays every segment from it."""
+    state = torch.get_rng_state()
+
+    class SharedState(ForkRngSegment):
+        @staticmethod
+        def forward(ctx, segment, x, *params):
+            ctx.rng_state = state
+            return SavedInputSegment.forward(ctx, segment, x, *params)
+
+    return _apply_all(SharedState, blocks, x, segment_size)
+
+
+def plain_backprop(blocks, x, segment_size):
+    return run_blocks(blocks, x)
+
+
+def torch_checkpoint(blocks, x, segment_size):
+    return checkpoint_sequential(torch.nn.Sequential(*blocks), -(-len(blocks) // segment_size), x,
+                                 use_reentrant=False)
+
+
+@pytest.mark.parametrize("implementation", [fork_rng, set_and_reset], ids=lambda f: f.__name__)
+def test_correct_implementations_pass(implementation, capsys):
+    check_dropout_checkpointing(implementation)
+    assert "all 3 part(s) passed (4/4 points)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("seed", [0, 2**31 - 1])
+def test_correct_implementation_passes_with_fresh_seeds(seed):
+    assert failed(verdicts(fork_rng, seed)) == set()
+
+
+@pytest.mark.parametrize("implementation, parts, message", [
+    (checkpointed_saved_input, {DROPOUT_GRADIENTS, RNG_LEFT_ALONE}, "torch.get_rng_state()"),
+    (set_without_reset, {RNG_LEFT_ALONE}, "fork_rng"),
+    (one_state_for_all_segments, {DROPOUT_GRADIENTS}, "other dropout masks"),
+    (plain_backprop, {STILL_CHECKPOINTING}, "no torch.autograd.Function"),
+    (torch_checkpoint, ALL_PARTS, "Write the checkpointing yourself"),
+], ids=lambda v: getattr(v, "__name__", ""))
+def test_wrong_implementations_fail_the_parts_they_get_wrong(implementation, parts, message):
+    result = verdicts(implementation)
+    assert failed(result) == parts, {p: m for p, m in result.items() if m}
+    assert any(message in result[part] for part in parts), result
+
+
+@pytest.mark.parametrize("implementation", [set_without_reset, one_state_for_all_segments, plain_backprop],
+                         ids=lambda f: f.__name__)
+def test_partly_right_implementations_earn_part_of_the_points(implementation):
+    assert 0 < exercises.points(EXERCISE, verdicts(implementation)) < EXERCISE.points == 4
+
+
+def test_check_leaves_the_random_state_unchanged(capsys):
+    torch.manual_seed(7)
+    before = torch.get_rng_state()
+    check_dropout_checkpointing(fork_rng)
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_malformed_evidence_fails_every_part():
+    seed = exercises.default_seed(EXERCISE)
+    for found in ({}, {"cases": [], "still": {}}, {"cases": [{}, {}], "still": 1}, None):
+        assert failed(exercises.judge(EXERCISE, found, seed)) == ALL_PARTS
+
+
+def test_the_facade_exports_the_check():
+    assert checks.check_dropout_checkpointing is check_dropout_checkpointing
