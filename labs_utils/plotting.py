@@ -96,6 +96,21 @@ def figure_and_axis(ax: Axes | None = None, size: tuple[float, float] | None = N
     return fig, axes[0, 0]
 
 
+def decimal_log_axis(ax: Axes, axis: str = "y") -> None:
+    """Plain decimal tick labels (0.02, 0.05, 0.1) on a log axis, minor ticks at 2x and 5x labelled too, so
+    that values between two powers of ten can be read off without 10^-2 notation."""
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    def label(value: float, _position: object) -> str:
+        leading = f"{value:.0e}"[0]
+        return f"{value:g}" if leading in "125" else ""
+
+    target = ax.yaxis if axis == "y" else ax.xaxis
+    target.set_major_formatter(FuncFormatter(label))
+    target.set_minor_locator(LogLocator(base=10, subs=(2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0)))
+    target.set_minor_formatter(FuncFormatter(label))
+
+
 def _as_image_batch(images: torch.Tensor | np.ndarray, name: str) -> np.ndarray:
     array = images.detach().cpu().float().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
     if array.ndim == 4 and array.shape[1] == 1:

@@ -40,6 +40,7 @@ class SeedRuns:
 
     baseline: float  # the mean image's validation MSE
     mse: dict[str, dict[int, float]] = field(default_factory=dict)
+    black: float | None = None  # an all-black output's validation MSE (what a saturated Sigmoid draws)
 
     def stuck(self, variant: str) -> list[int]:
         """Seeds whose run ended above STUCK_SHARE of the mean image's error (or not finite)."""
@@ -54,7 +55,8 @@ class SeedRuns:
         rows.append(["learned next to nothing", *(f"{len(self.stuck(v))} of {len(seeds)}" for v in variants)])
         return markdown_table(["seed", *(f"validation MSE, {v}" for v in variants)], rows) + (
             f"\n\nThe mean image (learning nothing) scores {self.baseline:.4f}; a run above "
-            f"{STUCK_SHARE * self.baseline:.4f} counts as having learned next to nothing.")
+            f"{STUCK_SHARE * self.baseline:.4f} counts as having learned next to nothing"
+            + ("." if self.black is None else f"; an all-black image (drawing nothing) scores {self.black:.4f}."))
 
     def verdict(self) -> str:
         """One sentence saying what the runs show, with the spread of each variant."""
@@ -74,7 +76,7 @@ def batchnorm_seeds(make_model: Callable[[], nn.Module], train: Callable[..., ob
     """Train ``make_model()`` with and without its BatchNorm layers from each seed (``train(model, steps, desc,
     lr=lr)``, the notebook's function); the validation MSE of each run. Seeds make the two variants start from
     the same draws of torch's generator; the notebook's random state is restored afterwards."""
-    runs = SeedRuns(mean_image_mse(x_train, x_val))
+    runs = SeedRuns(mean_image_mse(x_train, x_val), black=float((x_val.float() ** 2).mean()))
     state = torch.get_rng_state()
     try:
         for variant, change in (("with BatchNorm", lambda m: m), ("without BatchNorm", without_batchnorm)):

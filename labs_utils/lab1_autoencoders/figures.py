@@ -9,35 +9,75 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from torch import nn
 
-from ..plotting import COLORS, figure_and_axis, new_figure, show_images, styled
+from ..plotting import COLORS, decimal_log_axis, figure_and_axis, new_figure, show_images, styled
 from ..training import History, apply_in_batches
 from ..widgets import slider_figure
 from .analysis import PCA, Corruption, Images, median_filter, psnr
 
-# Okabe-Ito has 8 colours; two more from Paul Tol's palette (grey, wine) make 10 distinguishable digits.
-DIGIT_COLORS = (*COLORS[:6], COLORS[7], "#F0C400", "#999999", "#882255")
+# Okabe-Ito has 8 colours; two more from Paul Tol's palette (grey, wine) make 10. They are assigned so that the
+# digits whose codes overlap (4/7/9, 3/5/8, 1/7, 2/5/6, 0/6) never get two similar hues (orange/yellow, pink/wine,
+# blue/sky blue).
+DIGIT_COLORS = ("#E69F00", "#56B4E9", "#F0C400", "#882255", "#CC79A7", "#D55E00", "#000000", "#009E73", "#999999",
+                "#0072B2")
 
 
 
 def _draw_codes(ax, codes: torch.Tensor, labels: torch.Tensor, size: float = 7.0, alpha: float = 0.7) -> None:
     codes = codes.detach().cpu()
+    centres = {}
     for digit in range(10):
         chosen = codes[labels == digit]
         ax.scatter(chosen[:, 0], chosen[:, 1], s=size, alpha=alpha, color=DIGIT_COLORS[digit],
                    label=str(digit), linewidths=0)
         if len(chosen):
-            centre = chosen.median(dim=0).values
-            ax.text(float(centre[0]), float(centre[1]), str(digit), fontsize=12, fontweight="bold",
-                    ha="center", va="center", color="black",
-                    bbox={"boxstyle": "circle,pad=0.15", "fc": "white", "ec": DIGIT_COLORS[digit], "alpha": 0.85})
+            centres[digit] = chosen.median(dim=0).values.tolist()
     # Zoom on the bulk of the codes: a few far outliers would squeeze everything else into a corner.
     (x_low, x_high), (y_low, y_high) = _code_ranges(codes, 0.005)
     margin_x, margin_y = 0.05 * (x_high - x_low), 0.05 * (y_high - y_low)
     ax.set_xlim(x_low - margin_x, x_high + margin_x)
     ax.set_ylim(y_low - margin_y, y_high + margin_y)
+    scale = (x_high - x_low + 2 * margin_x, y_high - y_low + 2 * margin_y)
+    for digit, (x, y) in _spread_labels(centres, scale).items():
+        true_x, true_y = centres[digit]
+        if (x, y) != (true_x, true_y):  # moved apart from a neighbour: a thin line points at the true median
+            ax.plot([true_x, x], [true_y, y], color=DIGIT_COLORS[digit], linewidth=1.0, zorder=3)
+        ax.text(x, y, str(digit), fontsize=12, fontweight="bold", ha="center", va="center", color="black", zorder=4,
+                bbox={"boxstyle": "circle,pad=0.15", "fc": "white", "ec": DIGIT_COLORS[digit], "lw": 1.5,
+                      "alpha": 0.9})
     ax.set_xlabel("code $z_1$")
     ax.set_ylabel("code $z_2$")
 
+
+
+def _spread_labels(centres: Mapping[int, list[float]], scale: tuple[float, float],
+                   gap: float = 0.075, rounds: int = 200) -> dict[int, tuple[float, float]]:
+    """Label positions near ``centres`` with at least ``gap`` (a fraction of the axes) between any two: overlapping
+    labels are pushed apart symmetrically, a little per round, so that none hides another."""
+    points = {d: [c[0] / scale[0], c[1] / scale[1]] for d, c in centres.items()}
+    moved_digits: set[int] = set()
+    for _ in range(rounds):
+        moved = False
+        for a in points:
+            for b in points:
+                if a >= b:
+                    continue
+                dx, dy = points[b][0] - points[a][0], points[b][1] - points[a][1]
+                distance = math.hypot(dx, dy)
+                if distance >= gap:
+                    continue
+                if distance < 1e-9:  # on top of each other: separate them sideways
+                    dx, dy, distance = 1.0, 0.0, 1.0
+                push = (gap - distance) / 2 + 1e-4
+                points[a][0] -= push * dx / distance
+                points[a][1] -= push * dy / distance
+                points[b][0] += push * dx / distance
+                points[b][1] += push * dy / distance
+                moved = True
+                moved_digits.update((a, b))
+        if not moved:
+            break
+    return {d: (p[0] * scale[0], p[1] * scale[1]) if d in moved_digits else (centres[d][0], centres[d][1])
+            for d, p in points.items()}
 
 
 @styled
@@ -68,6 +108,7 @@ def plot_train_test(histories: Mapping[str, History], title: str, ylabel: str = 
             ax.plot(range(1, len(values) + 1), values, color=COLORS[i % len(COLORS)], label=name,
                     marker="o" if len(values) < 15 else None, markersize=3)
         ax.set_yscale("log")
+        decimal_log_axis(ax)
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
         ax.set_title(f"{part} loss")

@@ -279,3 +279,5 @@ def test_batchnorm_seeds_trains_both_variants_from_the_same_draws_and_restores_t
     assert torch.equal(seen[0][1], seen[2][1]) and not torch.equal(seen[0][1], seen[1][1])
     assert [bn for _, _, bn in seen] == [True, True, False, False]
     assert set(runs.mse["without BatchNorm"]) == {3, 4}
+    assert runs.black == pytest.approx(float((x[:8] ** 2).mean()))
+    assert f"an all-black image (drawing nothing) scores {runs.black:.4f}" in runs.table()
