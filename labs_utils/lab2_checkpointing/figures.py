@@ -90,7 +90,8 @@ def plot_segment_sweep(result: SweepResult) -> Figure:
                    label="model: ceil(n/k) + k + 3 activations")
     memory_ax.plot(sizes, np.asarray(result.peaks) / MiB, "o", color=COLORS[3], label="measured")
     memory_ax.axhline(result.plain_peak / MiB, color="0.3", linestyle="--", linewidth=1, label="plain backprop")
-    best = sizes[int(np.argmin(result.peaks))]
+    lowest = min(result.peaks)
+    best = " and ".join(str(k) for k, peak in zip(sizes, result.peaks) if peak == lowest)
     memory_ax.axvline(np.sqrt(result.n_blocks), color=COLORS[2], linestyle=":", linewidth=1.2,
                       label=f"k = \u221an = {np.sqrt(result.n_blocks):.2f}")
     memory_ax.set_xlabel("segment size k (blocks per segment)")

@@ -123,7 +123,7 @@ def plot_comparison(landscape: Landscape, runs: Mapping[str, Run], *, title: str
     """Paths on the contours (left) and loss gaps (right) of the same runs, one shared legend."""
     fig, axes = new_figure(1, 2, size=(11.0, 4.0))
     plot_trajectories(landscape, runs, ax=axes[0, 0], legend=False, title=title)
-    plot_losses(runs, ax=axes[0, 1], ylim_low=max(1e-16, min(float(np.min(r.gaps[r.gaps > 0], initial=1.0))
+    plot_losses(runs, ax=axes[0, 1], ylim_low=max(1e-30, min(float(np.min(r.gaps[r.gaps > 0], initial=1.0))
                                                               for r in runs.values()) / 3))
     axes[0, 1].get_legend().remove()
     handles, labels = axes[0, 0].get_legend_handles_labels()
@@ -145,7 +145,7 @@ def plot_lr_sweep(lrs: Sequence[float], gaps: Sequence[float], diverging: Sequen
     ax.plot(lrs[~diverging], shown[~diverging], marker="o", markersize=3, color=COLORS[0], label="converging")
     if diverging.any():
         ax.plot(lrs[diverging], shown[diverging], marker="x", linestyle="none", color=COLORS[3],
-                label="diverging (blown up: top edge)")
+                label="diverging (blown-up runs at the top edge)")
     if threshold is not None:
         ax.axvline(threshold, color="black", linestyle="--", linewidth=1, label=f"2/λ_max = {threshold:g}")
     ax.set_yscale("log")

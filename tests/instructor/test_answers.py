@@ -96,7 +96,7 @@ def test_every_lab_has_its_questions_labelled_in_order():
     found = {lab: answers.lab_questions(answers.solution_notebook(lab, ROOT / "solutions")) for lab in (0, 1, 2, 3)}
     assert {lab: [q.label for q in qs] for lab, qs in found.items()} == {
         0: [], 1: ["P1", "Q1", "Q2", "Q3"], 2: ["Q1", "Q2", "Q3", "Q4"],
-        3: ["P1", "P2", "P3", "P4", "P5", "Q1", "Q2", "Q3"]}
+        3: ["P1", "P2", "P3", "P4", "P5", "P6", "P7", "Q1", "Q2", "Q3"]}
     for questions in found.values():
         for q in questions:
             if q.label.startswith("Q"):  # P1, P2, ...: unlabelled predictions inside an experiment's section
@@ -193,6 +193,9 @@ def test_the_page_groups_answers_by_question_with_maths_for_mathjax(sheet):
     ("[doc](https://pytorch.org/a_b_c)",
      '<p><a href="https://pytorch.org/a_b_c" rel="noopener noreferrer">doc</a></p>'),
     ("# Title\ntext", "<h4>Title</h4>\n<p>text</p>"),
+    ("**Q1. A question wrapped\nover two lines?** Use it.",
+     "<p><strong>Q1. A question wrapped\nover two lines?</strong> Use it.</p>"),
+    ("**one**\n\nnot bold**", "<p><strong>one</strong></p>\n<p>not bold**</p>"),
 ])
 def test_markdown_rendering(markdown, expected):
     assert answers.markdown_html(markdown) == expected

@@ -15,8 +15,10 @@ _CODE = re.compile(r"(`+)(.+?)\1", re.DOTALL)
 _IMAGE = re.compile(r"!\[([^\]\n]*)\]\([^)\n]*\)")
 _LINK = re.compile(r"\[([^\]\n]+)\]\((https?://[^\s)]+)\)")
 _INLINE = [
-    (re.compile(r"\*\*(?=\S)(.+?)(?<=\S)\*\*|__(?=\S)(.+?)(?<=\S)__"), lambda m: f"<strong>{m[1] or m[2]}</strong>"),
-    (re.compile(r"(?<![\w*])\*(?=\S)(.+?)(?<=\S)\*(?![\w*])|(?<!\w)_(?=\S)(.+?)(?<=\S)_(?!\w)"),
+    # Emphasis may run over the line breaks of one paragraph (a bold question sentence wrapped in the source).
+    (re.compile(r"\*\*(?=\S)(.+?)(?<=\S)\*\*|__(?=\S)(.+?)(?<=\S)__", re.DOTALL),
+     lambda m: f"<strong>{m[1] or m[2]}</strong>"),
+    (re.compile(r"(?<![\w*])\*(?=\S)(.+?)(?<=\S)\*(?![\w*])|(?<!\w)_(?=\S)(.+?)(?<=\S)_(?!\w)", re.DOTALL),
      lambda m: f"<em>{m[1] or m[2]}</em>"),
 ]
 _LIST_ITEM = re.compile(r"^\s{0,3}(?:([-*+])|(\d+)[.)])\s+(.*)$")
