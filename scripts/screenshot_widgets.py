@@ -75,8 +75,9 @@ def main() -> None:
                 if dialog.count():
                     dialog.first.click()
                 page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
-                page.click("text=Run", timeout=10_000)
-                page.click("text=Run All Cells", timeout=10_000)
+                # The menu bar's "Run" and its "Run All Cells" item (a notebook's own text may say the same words).
+                page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click(timeout=10_000)
+                page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click(timeout=10_000)
                 time.sleep(3)
                 page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
                                        timeout=args.run_timeout * 1000)
