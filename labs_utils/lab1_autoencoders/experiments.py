@@ -181,9 +181,10 @@ def judge_challenge(evidence: object, *, seed: int) -> dict:
 
 
 def challenge_verdict(model: nn.Module, train_seconds: float, test_images: torch.Tensor) -> float:
-    """After training: the challenge model's test MSE; in full mode an AssertionError with a hint when the
-    training took longer than the budget or the error misses the target (fast mode trains too little to say).
-    Prints the verdict; returns the test MSE."""
+    """After training: the challenge model's test MSE, with a printed verdict. In full mode it says whether the
+    training kept to the time budget and the error reached the target, and what to change if not; it does not
+    raise, so that Restart & Run All still reaches the lab's summary (the challenge's points come from the rules
+    check alone). Fast mode trains too little to say. Returns the test MSE."""
     from ..checking import fail
     from ..runtime import fast_mode
 
@@ -201,12 +202,17 @@ def challenge_verdict(model: nn.Module, train_seconds: float, test_images: torch
     if fast_mode():
         print(f"[fast mode: {summary}; the target and the budget are judged in full mode only]")
         return mse
+    missed = []
     if not seconds <= CHALLENGE.max_seconds:
-        fail(f"the training took {seconds:.0f} s, over the budget of {CHALLENGE.max_seconds:.0f} s.",
-             "Train fewer steps, or make each step cheaper (fewer feature maps at full resolution).")
+        missed.append(f"the training took {seconds:.0f} s, over the budget of {CHALLENGE.max_seconds:.0f} s: train "
+                      "fewer steps, or make each step cheaper (fewer feature maps at full resolution)")
     if not mse <= CHALLENGE.target_mse:
-        fail(f"the test MSE is {mse:.4f}, above the target of {CHALLENGE.target_mse}.",
-             "Choose on the validation digits: a learning rate, the steps the budget allows, where the parameters "
-             "go (the Linear layers next to the code cost the most).")
+        missed.append(f"the test MSE is {mse:.4f}, above the target of {CHALLENGE.target_mse}: choose on the "
+                      "validation digits a learning rate, the steps the budget allows, and where the parameters go "
+                      "(the Linear layers next to the code cost the most)")
+    if missed:
+        print(f"\u2718 Open challenge not met yet: {summary}.\n  " + ";\n  ".join(m[0].upper() + m[1:] for m in missed)
+              + ".")
+        return mse
     print(f"\u2714 Open challenge met: {summary}.")
     return mse
