@@ -104,7 +104,7 @@ def student_notebook(solution: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """The student notebook made from a solution notebook (nbformat 4.5, validated)."""
     code = [cell for cell in solution.cells if cell.cell_type == "code"]
     if not code or code[0].source != setup_cell_source():
-        raise SolutionMarkerError("the first code cell must be exactly labs_utils.colab.setup_cell_source()")
+        raise SolutionMarkerError("the first code cell must be exactly labs_utils.instructor.colab.setup_cell_source()")
     ids = [cell.get("id") for cell in solution.cells]
     keep_ids = all(ids) and len(set(ids)) == len(ids)
     cells = []

@@ -84,7 +84,7 @@ def test_there_are_solution_notebooks():
 @pytest.mark.parametrize("path", SOLUTIONS + NOTEBOOKS, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_first_code_cell_is_the_colab_setup_cell(path):
     assert first_code_cell(path) == colab.setup_cell_source(), (
-        f"{path.name}: the first code cell must be labs_utils.colab.setup_cell_source() exactly"
+        f"{path.name}: the first code cell must be labs_utils.instructor.colab.setup_cell_source() exactly"
     )
 
 
