@@ -2,7 +2,7 @@
 
 A lazy façade over the wings' ``checks`` modules: importing a Lab 1 check loads Lab 1's checks
 (and the core check machinery) and nothing of Lab 2 or Lab 3. Each wing keeps its own ``LAB`` and
-``GRADING`` table; the grader finds them through :func:`labs_utils.instructor.grading.labs.discover_labs`.
+``GRADING`` table; the grader finds them through :func:`labs_utils.exercises.discover_labs`.
 """
 from ._lazy import lazy_module
 

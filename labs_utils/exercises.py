@@ -114,11 +114,12 @@ def judge(exercise: Exercise, evidence: Any, seed: int) -> dict[str, str | None]
                     for part in exercise.parts}
     if not isinstance(verdicts, dict):
         verdicts = {}
-    return {part.name: (verdicts[part.name] if part.name in verdicts and (verdicts[part.name] is None
-                        or isinstance(verdicts[part.name], str)) else verdicts.get(part.name, "not judged")
-                        if isinstance(verdicts.get(part.name), str) else
-                        (None if part.name in verdicts and verdicts[part.name] is None else "not judged"))
-            for part in exercise.parts}
+
+    def verdict(name: str) -> str | None:
+        value = verdicts.get(name, "not judged")  # a part the judge left out, or answered with
+        return value if value is None or isinstance(value, str) else "not judged"  # anything else, failed
+
+    return {part.name: verdict(part.name) for part in exercise.parts}
 
 
 def points(exercise: Exercise, verdicts: dict[str, str | None]) -> float:
@@ -173,17 +174,21 @@ def exercise_named(grading: Sequence[Exercise], name: str) -> Exercise:
 
 # ----------------------------------------------------------------------------- labs
 
-def discover_labs() -> dict[int, Any]:
-    """Lab number -> the wing's ``checks`` module, for every ``labs_utils.labN_*`` wing (imports them)."""
+def discover_labs(number: int | None = None) -> dict[int, Any]:
+    """Lab number -> the wing's ``checks`` module, for every ``labs_utils.labN_*`` wing (imports them).
+
+    With ``number``, only the wings named ``lab<number>_*`` are imported (a lab's summary cell loads no
+    other lab)."""
     import importlib
     import pkgutil
     import re
 
     import labs_utils
 
+    wanted = r"lab\d+_\w+" if number is None else rf"lab{int(number)}_\w+"
     labs = {}
     for info in pkgutil.iter_modules(labs_utils.__path__):
-        if info.ispkg and re.fullmatch(r"lab\d+_\w+", info.name):
+        if info.ispkg and re.fullmatch(wanted, info.name):
             checks = importlib.import_module(f"labs_utils.{info.name}.checks")
             labs[checks.LAB.number] = checks
     return dict(sorted(labs.items()))
@@ -195,15 +200,14 @@ def summary(lab: int, namespace: dict[str, Any]) -> float:
     Never raises; returns the points the notebook earns here (the grader runs the same checks with
     fresh inputs, after Restart & Run All).
     """
-    checks = discover_labs()[lab]
+    checks = discover_labs(lab)[lab]
     total = 0.0
     for exercise in checks.GRADING:
         missing = [name for name in exercise.needs if name not in namespace]
         if missing:
             print(f"\u2718 {exercise.name}: 0/{exercise.points:g} (not defined: {', '.join(missing)})")
             continue
-        seed = default_seed(exercise)
-        verdicts = judge(exercise, probe(exercise, [namespace[n] for n in exercise.needs], seed), seed)
+        verdicts = grade_here(exercise, [namespace[n] for n in exercise.needs], default_seed(exercise))
         earned = points(exercise, verdicts)
         total += earned
         mark = "\u2714" if earned == exercise.points else "\u2718"

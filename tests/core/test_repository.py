@@ -45,6 +45,23 @@ def test_importing_one_labs_check_loads_no_other_lab(check, own_wing):
     assert "matplotlib" not in loaded, "a check should not pull in the figures"
 
 
+def test_a_labs_summary_cell_loads_no_other_lab():
+    statement = "from labs_utils.exercises import summary; summary(1, {})"
+    loaded = _modules_after(statement)
+    wings = {m.split(".")[1] for m in loaded if re.fullmatch(r"labs_utils\.lab\d+_\w+(\..*)?", m)}
+    assert wings == {"lab1_autoencoders"}
+
+
+def test_summary_scores_what_the_namespace_defines(capsys):
+    from labs_utils.exercises import summary
+    from labs_utils.lab1_autoencoders.checks import GRADING
+
+    assert summary(1, {}) == 0.0
+    out = capsys.readouterr().out
+    assert out.count("\u2718") == len(GRADING) and "not defined: DenseAutoencoder" in out
+    assert f"Total: 0/{sum(e.points for e in GRADING):g}." in out
+
+
 def test_students_see_no_grading_tools():
     visible = dir(labs_utils)
     assert "lab1_autoencoders" in visible and "checks" in visible
