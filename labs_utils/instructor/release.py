@@ -19,7 +19,7 @@ from pathlib import Path
 
 import nbformat
 
-from .colab import check_ref, check_repo_url, colab_badge, colab_url, setup_cell_source
+from .colab import check_ref, check_repo_url, colab_badge, setup_cell_source
 from .notebooks import render, student_notebook
 
 SOURCE_ROOT = Path(__file__).resolve().parents[2]
@@ -117,8 +117,7 @@ def package_files(package_dir: Path, repo_url: str) -> dict[str, bytes]:
 def student_readme(labs: list[tuple[str, str]], repo_url: str, ref: str) -> str:
     """The students' README: ``labs`` is [(notebook path, title)], in order."""
     name = repo_url.rsplit("/", 1)[1]
-    rows = "\n".join(f"| {title} | [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
-                     f"({colab_url(path, repo_url, ref)}) | [`{path}`]({path}) |" for path, title in labs)
+    rows = "\n".join(f"| {title} | {colab_badge(path, repo_url, ref)} | [`{path}`]({path}) |" for path, title in labs)
     return f"""# Deep Learning Frameworks — hands-on labs
 
 Three PyTorch labs on autoencoders, gradient checkpointing and optimizers, and a set-up check to run first.

@@ -89,6 +89,8 @@ def sheet(tmp_path_factory) -> answers.AnswerSheet:
         pairs.append((folder / f"{student}.ipynb", student))
     (folder / "broken.ipynb").write_text("{not json", encoding="utf-8")
     pairs.append((folder / "broken.ipynb", "broken"))
+    (folder / "odd.ipynb").write_text('{"worksheets": [{"cells": 5}]}', encoding="utf-8")  # no cells to read
+    pairs.append((folder / "odd.ipynb", "odd"))
     return answers.collect_answers(pairs, SOLUTION)
 
 
@@ -146,6 +148,7 @@ def test_an_unreadable_submission_is_listed_not_fatal(sheet):
     assert list(sheet.unreadable) == [next(p for p in sheet.unreadable if p.endswith("broken.ipynb"))]
     assert "not a notebook" in next(iter(sheet.unreadable.values()))
     assert set(sheet.answers["broken"].values()) == {""}
+    assert set(sheet.answers["odd"].values()) == {""}  # read like a submission: no cells, not a crash
 
 
 class _Tags(html.parser.HTMLParser):

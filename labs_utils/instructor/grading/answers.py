@@ -26,7 +26,6 @@ import csv
 import difflib
 import hashlib
 import html
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,8 +33,8 @@ from pathlib import Path
 
 from ..notebooks import ANSWER_PROMPT, MARKDOWN_BEGIN, MARKDOWN_END, student_markdown
 from .safe_markdown import markdown_html
+from .submissions import NotANotebook, read_cells
 
-MAX_NOTEBOOK_BYTES = 256 * 2**20
 MANUAL_HEADER = ("student", "question", "points", "comment")
 NO_ANSWER_COMMENT = "no answer found"
 _LABEL = re.compile(r"^\W*(Q\d+)\b")
@@ -81,11 +80,6 @@ def _without_prompt(text: str) -> str:
     return _PROMPT_PARTS.sub("", text.replace(ANSWER_PROMPT, "")).strip()
 
 
-def _source(cell: dict) -> str:
-    source = cell.get("source", cell.get("input", ""))
-    return "".join(map(str, source)) if isinstance(source, list) else str(source)
-
-
 def solution_notebook(lab: int, solutions_dir: Path = Path("solutions")) -> Path:
     """The lab's solution notebook ``solutions_dir/labN_*.ipynb`` (FileNotFoundError if none)."""
     found = sorted(solutions_dir.glob(f"lab{lab}_*.ipynb"))
@@ -95,20 +89,13 @@ def solution_notebook(lab: int, solutions_dir: Path = Path("solutions")) -> Path
 
 
 def read_markdown_cells(path: Path) -> list[tuple[int, str]]:
-    """(index, source) of a notebook's markdown cells (nbformat 3 or 4, any metadata); ValueError if unreadable."""
-    raw = path.read_bytes()
-    if len(raw) > MAX_NOTEBOOK_BYTES:
-        raise ValueError(f"over {MAX_NOTEBOOK_BYTES >> 20} MiB")
+    """(index, source) of a notebook's markdown cells, read like a submission (:func:`.submissions.read_cells`:
+    nbformat 3 or 4, any metadata); ValueError saying why if unreadable."""
     try:
-        data = json.loads(raw.decode("utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"not a notebook ({type(exc).__name__}: {exc})") from None
-    cells = data.get("cells") if isinstance(data, dict) else None
-    if cells is None and isinstance(data, dict) and isinstance(data.get("worksheets"), list):
-        cells = [c for ws in data["worksheets"] if isinstance(ws, dict) for c in ws.get("cells", [])]
-    if not isinstance(cells, list):
-        raise ValueError("not a notebook (no cells)")
-    return [(i, _source(c)) for i, c in enumerate(cells) if isinstance(c, dict) and c.get("cell_type") == "markdown"]
+        cells = read_cells(path.read_bytes())
+    except NotANotebook as exc:
+        raise ValueError(f"not a notebook ({exc})") from None
+    return [(cell.index, cell.source) for cell in cells if cell.cell_type == "markdown"]
 
 
 def _landmarks(solution: Path) -> dict[int, str]:

@@ -20,7 +20,7 @@ from typing import Any
 from ... import evidence as ev
 from ... import exercises
 from .kernel import KernelDied, KernelSession, Options
-from .kernel_side import MAX_MESSAGE_CHARS, probe_cell
+from .kernel_side import _shorten, probe_cell
 from .labs import Lab, detect_lab, load_labs
 from .results import CellError, CellOutcome, ExerciseResult, PartResult, Status, SubmissionResult, SubmissionStatus
 from .sandbox import Sandbox, sandbox_for
@@ -44,10 +44,6 @@ class RunState:
     def note(self, problem: str) -> None:
         if problem not in self.problems:  # re-runs meet the same problems again
             self.problems.append(problem)
-
-
-def _shorten(text: str) -> str:
-    return text if len(text) <= MAX_MESSAGE_CHARS else text[:MAX_MESSAGE_CHARS] + " [...]"
 
 
 def _run_cells(kernel: KernelSession, state: RunState) -> None:
