@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..training import apply_in_batches
+from .analysis import reconstruction_mse
 
 STUCK_SHARE = 0.8  # a run whose validation MSE is above 80 % of the mean image's learned next to nothing
 
@@ -51,7 +51,7 @@ class SeedRuns:
 
         variants = list(self.mse)
         seeds = list(self.mse[variants[0]])
-        rows = [[seed, *(f"{self.mse[v][seed]:.4f}" for v in variants)] for seed in seeds]
+        rows = [[seed, *(self.mse[v][seed] for v in variants)] for seed in seeds]  # floats: 4 decimals
         rows.append(["learned next to nothing", *(f"{len(self.stuck(v))} of {len(seeds)}" for v in variants)])
         return markdown_table(["seed", *(f"validation MSE, {v}" for v in variants)], rows) + (
             f"\n\nThe mean image (learning nothing) scores {self.baseline:.4f}; a run above "
@@ -85,11 +85,7 @@ def batchnorm_seeds(make_model: Callable[[], nn.Module], train: Callable[..., ob
                 torch.manual_seed(seed)
                 model = change(make_model())
                 train(model, steps, desc=f"{variant}, seed {seed}", lr=lr)
-                model.eval()
-                device = next(model.parameters()).device
-                with torch.no_grad():
-                    out = apply_in_batches(model, x_val.to(device)).cpu()
-                runs.mse[variant][seed] = F.mse_loss(out, x_val.float()).item()
+                runs.mse[variant][seed] = reconstruction_mse(model, x_val)
     finally:
         torch.set_rng_state(state)
     return runs
@@ -193,10 +189,7 @@ def challenge_verdict(model: nn.Module, train_seconds: float, test_images: torch
     except (TypeError, ValueError):
         fail(f"train_seconds is {train_seconds!r}, not a number of seconds.",
              "Measure the training: start = time.perf_counter() before it, time.perf_counter() - start after.")
-    model.eval()
-    device = next(model.parameters()).device
-    with torch.no_grad():
-        mse = F.mse_loss(apply_in_batches(model, test_images.to(device)).cpu(), test_images.float()).item()
+    mse = reconstruction_mse(model, test_images)
     summary = (f"{sum(p.numel() for p in model.parameters()):,} parameters, {seconds:.0f} s of training, "
                f"test MSE {mse:.4f} (target {CHALLENGE.target_mse}, budget {CHALLENGE.max_seconds:.0f} s)")
     if fast_mode():

@@ -10,7 +10,7 @@ from matplotlib.patches import Rectangle
 from torch import nn
 
 from ..plotting import COLORS, decimal_log_axis, figure_and_axis, new_figure, show_images, styled
-from ..training import History, apply_in_batches
+from ..training import History, apply_in_batches, model_device
 from ..widgets import slider_figure
 from .analysis import PCA, Corruption, Images, median_filter, psnr
 
@@ -97,11 +97,10 @@ def plot_codes(panels: Mapping[str, torch.Tensor], labels: torch.Tensor) -> Figu
 
 
 @styled
-def plot_train_test(histories: Mapping[str, History], title: str, ylabel: str = "MSE per pixel",
-                    held_out: str = "validation") -> Figure:
+def plot_train_test(histories: Mapping[str, History], title: str, ylabel: str = "MSE per pixel") -> Figure:
     """Training loss (left) and held-out loss (right, fit's val_loss) per epoch, one colour per model, log scale."""
     fig, axes = new_figure(1, 2, size=(9.0, 3.6))
-    for column, (part, attribute) in enumerate((("training", "train_loss"), (held_out, "val_loss"))):
+    for column, (part, attribute) in enumerate((("training", "train_loss"), ("validation", "val_loss"))):
         ax = axes[0, column]
         for i, (name, history) in enumerate(histories.items()):
             values = getattr(history, attribute)
@@ -185,7 +184,7 @@ def plot_interpolations(interpolate, models: Mapping[str, nn.Module], images: Im
         rows.append((1 - t)[:, None, None, None] * x_a + t[:, None, None, None] * x_b)
         row_titles.append(f"{a} to {b}: pixels")
         for name, model in models.items():
-            device = next(model.parameters()).device
+            device = model_device(model)
             model.eval()
             with torch.no_grad():
                 path = interpolate(model, x_a.to(device), x_b.to(device), steps=steps)
