@@ -16,9 +16,14 @@ import torch
 from .exercises import Exercise, LabInfo, Part  # noqa: F401  (the check machinery's vocabulary)
 
 
+def with_hint(message: str, hint: str | None = None) -> str:
+    """The text a student sees: what went wrong, then ``Hint: ...`` on its own line (when there is a hint)."""
+    return f"{message}\nHint: {hint}" if hint else message
+
+
 def fail(message: str, hint: str | None = None) -> None:
     """Raise the AssertionError a student sees: what went wrong, then a hint."""
-    raise AssertionError(f"{message}\nHint: {hint}" if hint else message)
+    raise AssertionError(with_hint(message, hint))
 
 
 def describe(fn: Any) -> str:

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ..checking import call_student, describe, fail, require_parameters
+from ..checking import call_student, describe, fail, max_abs_diff, require_parameters, with_hint
 from ..exercises import Exercise, Part
 from ..runtime import seeded
 from .tracker import track_memory
@@ -178,15 +178,17 @@ def _segments_text(indices: list[int]) -> str:
     return ", ".join(f"[{a + 1}\u2013{b + 1}]" if a != b else f"[{a + 1}]" for a, b in _runs(indices)) or "none"
 
 
-def _message(text: str, hint: str | None = None) -> str:
-    return f"{text}\nHint: {hint}" if hint else text
-
-
 def _close(actual: Any, expected: torch.Tensor) -> float | None:
     """Max |difference|, or None when ``actual`` is no finite tensor of the expected shape."""
     if not isinstance(actual, torch.Tensor) or actual.shape != expected.shape or not torch.isfinite(actual).all():
         return None
-    return (actual.double() - expected.double()).abs().max().item() if actual.numel() else 0.0
+    return max_abs_diff(actual, expected)
+
+
+def _difference(actual: Any, expected: torch.Tensor) -> float:
+    """Max |difference|, infinite when ``actual`` is no finite tensor of the expected shape."""
+    diff = _close(actual, expected)
+    return float("inf") if diff is None else diff
 
 
 def _missing_hint(missing: list[int], n_blocks: int, segment_size: int) -> str:
@@ -207,7 +209,7 @@ def _judge_gradients(case: dict, n_blocks: int, segment_size: int, requires_grad
     out, grads, x_grad = _reference(n_blocks, requires_grad, seed)
     diff = _close(case.get("output"), out)
     if diff is None or diff > 1e-10:
-        return _message(f"The output {where} differs from plain backprop's"
+        return with_hint(f"The output {where} differs from plain backprop's"
                         + (f" by up to {diff:.3g} (should be below 1e-10)." if diff is not None else "."),
                         "The segments must run every block once, in order, and return the last block's output.")
     if not case.get("output_requires_grad"):
@@ -216,19 +218,19 @@ def _judge_gradients(case: dict, n_blocks: int, segment_size: int, requires_grad
                 "flaw)." if not requires_grad else
                 "Run the segments inside a torch.autograd.Function whose inputs are the segment input x and the "
                 "segment's parameters.")
-        return _message(f"The output {where} does not require grad, so no gradient can reach the parameters.", hint)
+        return with_hint(f"The output {where} does not require grad, so no gradient can reach the parameters.", hint)
     found = case.get("param_grads")
     if not isinstance(found, list) or len(found) != len(grads):
         return f"The check could not read the parameter gradients {where}."
     missing = sorted({i // 2 for i, grad in enumerate(found) if grad is None})
     if missing:
-        return _message(f"Parameters of blocks {_segments_text(missing)} (counted from 1) got no gradient {where}.",
+        return with_hint(f"Parameters of blocks {_segments_text(missing)} (counted from 1) got no gradient {where}.",
                         _missing_hint(missing, n_blocks, segment_size))
     for i, (grad, expected) in enumerate(zip(found, grads)):
         diff = _close(grad, expected)
         if diff is None or diff > 1e-10:
             what = "weight" if i % 2 == 0 else "bias"
-            return _message(f"The gradient of the {what} of block {i // 2 + 1} {where} differs from plain "
+            return with_hint(f"The gradient of the {what} of block {i // 2 + 1} {where} differs from plain "
                             "backprop's" + (f" by up to {diff:.3g} (should be below 1e-10)." if diff is not None
                                             else "."),
                             "Recompute the segment from its saved input with grad enabled, then backpropagate "
@@ -236,7 +238,7 @@ def _judge_gradients(case: dict, n_blocks: int, segment_size: int, requires_grad
     if requires_grad:
         diff = _close(case.get("x_grad"), x_grad)
         if case.get("x_grad") is None:
-            return _message(f"x.grad is None {where}: the input gets no gradient.",
+            return with_hint(f"x.grad is None {where}: the input gets no gradient.",
                             "Return the gradient with respect to the segment input from backward.")
         if diff is None or diff > 1e-10:
             return f"The gradient of the input x {where} differs from plain backprop's."
@@ -251,14 +253,14 @@ def _judge_memory(case: dict, n_blocks: int, segment_size: int) -> str | None:
         return str(case["error"])
     functions = case.get("functions")
     if not isinstance(functions, list) or not functions or not case.get("output_requires_grad"):
-        return _message(f"The graph of the output {where} contains no torch.autograd.Function that could "
+        return with_hint(f"The graph of the output {where} contains no torch.autograd.Function that could "
                         "backpropagate, so its memory does not count.",
                         "Wrap each segment in a torch.autograd.Function whose forward runs under torch.no_grad() "
                         "and whose backward recomputes it, for every segment_size (also one that does not divide "
                         "the number of blocks, or exceeds it), not with torch.utils.checkpoint: the exercise is to "
                         "write it.")
     if "CheckpointFunction" in functions:
-        return _message("Your output was made by torch.utils.checkpoint.", "Write your own torch.autograd.Function.")
+        return with_hint("Your output was made by torch.utils.checkpoint.", "Write your own torch.autograd.Function.")
     held = case.get("held_bytes")
     if isinstance(held, bool) or not isinstance(held, (int, float)):
         return "The check could not read the memory measurement."
@@ -266,7 +268,7 @@ def _judge_memory(case: dict, n_blocks: int, segment_size: int) -> str | None:
     if held > (n_segments + 1) * _ACTIVATION:
         graph_built = any(isinstance(e, list) and len(e) == 3 and e[0] == "forward" and e[2] is True
                           for e in case.get("log", []))
-        return _message(
+        return with_hint(
             f"After the forward pass {held / _ACTIVATION:.1f} activations are still alive {where}, the input "
             f"included; checkpointing keeps the {n_segments} segment input(s) (the input is the first) and the "
             f"output: at most {n_segments + 1} (plain backprop keeps {n_blocks + 1}: the input and every block's "
@@ -289,7 +291,7 @@ def _judge_recomputation(case: dict, n_blocks: int, segment_size: int) -> str | 
     forward = [e[1] for e in log if e[0] == "forward"]
     backward = [e[1] for e in log if e[0] == "backward"]
     if forward != list(range(n_blocks)):
-        return _message(f"In the forward pass the blocks ran as {_segments_text(forward)} (counted from 1) {where}; "
+        return with_hint(f"In the forward pass the blocks ran as {_segments_text(forward)} (counted from 1) {where}; "
                         f"expected each block once, in order: [1\u2013{n_blocks}].",
                         "Loop over the segments once: blocks[start:start + segment_size] for start = 0, "
                         "segment_size, 2 * segment_size, ...")
@@ -297,13 +299,13 @@ def _judge_recomputation(case: dict, n_blocks: int, segment_size: int) -> str | 
     expected = [i for start in reversed(starts) for i in range(start, min(start + segment_size, n_blocks))]
     if backward != expected:
         if not backward:
-            return _message(f"No block was recomputed during backward {where}.",
+            return with_hint(f"No block was recomputed during backward {where}.",
                             "Every segment, also when segment_size does not divide the number of blocks, must run "
                             "inside your Function, whose backward recomputes it.")
         found = [b - a + 1 for a, b in _runs(backward)]
         wanted = [b - a + 1 for a, b in _runs(expected)]
         twice = sorted({i + 1 for i in backward if backward.count(i) > 1})
-        return _message(
+        return with_hint(
             f"During backward the blocks were recomputed as {_segments_text(backward)} (counted from 1) {where}: "
             f"{len(found)} segment(s) of {', '.join(map(str, found))} blocks. Expected each segment once, the last "
             f"first: {_segments_text(expected)}, {len(wanted)} segment(s) of {', '.join(map(str, wanted))} blocks"
@@ -312,7 +314,7 @@ def _judge_recomputation(case: dict, n_blocks: int, segment_size: int) -> str | 
             "segment_size blocks but the last, which may be shorter. Backward recomputes only its own segment, "
             "once, from its saved input.")
     if not all(e[2] is True for e in log if e[0] == "backward"):
-        return _message(f"Some blocks were recomputed with grad disabled {where}.",
+        return with_hint(f"Some blocks were recomputed with grad disabled {where}.",
                         "Recompute under torch.enable_grad().")
     return None
 
@@ -327,9 +329,9 @@ def _judge_autograd_grad(evidence: dict, seed: int) -> str | None:
         return "The check could not read the gradients torch.autograd.grad returned."
     none = sum(grad is None for grad in found[1:])
     bad = [i for i, (grad, expected) in enumerate(zip(found, [x_grad, *grads]))
-           if grad is not None and (_close(grad, expected) is None or _close(grad, expected) > 1e-10)]
+           if grad is not None and _difference(grad, expected) > 1e-10]
     if none or found[0] is None or bad:
-        return _message(
+        return with_hint(
             f"torch.autograd.grad(loss, [x, *parameters]) through your function returned None for {none} of "
             f"{len(grads)} parameters" + (" and for x" if found[0] is None else "")
             + (f", and {len(bad)} gradient(s) that differ from plain backprop's" if bad else "") + ".",

@@ -14,7 +14,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ..checking import fail, require_parameters
+from ..checking import fail, require_parameters, with_hint
 from ..exercises import Exercise, Part
 from ..runtime import seeded
 from .exercise_checkpointing import (
@@ -22,11 +22,11 @@ from .exercise_checkpointing import (
     _backward,
     _case_seed,
     _close,
+    _difference,
     _input,
     _judge_gradients,
     _judge_memory,
     _judge_recomputation,
-    _message,
     _probe_case,
     _run,
 )
@@ -91,24 +91,23 @@ def _judge_dropout_case(case: dict, n_blocks: int, segment_size: int, seed: int)
     diff = _close(case.get("output"), out)
     found = case.get("param_grads")
     if diff is None or diff > 1e-10:
-        gradients = _message(f"The output {where} differs from plain backprop's from the same random state.",
+        gradients = with_hint(f"The output {where} differs from plain backprop's from the same random state.",
                              "The forward pass must draw the random numbers plain backprop draws: run every block "
                              "once, in order, and do not draw random numbers yourself.")
     elif not case.get("output_requires_grad") or not isinstance(found, list) or len(found) != len(grads) \
             or any(g is None for g in found):
-        gradients = _message(f"Some parameters got no gradient {where}.",
+        gradients = with_hint(f"Some parameters got no gradient {where}.",
                              "Start from your checkpointed_forward of exercise 1, which passes check_checkpointing.")
     else:
-        worst = max((_close(g, e) if _close(g, e) is not None else float("inf"))
-                    for g, e in zip([case.get("x_grad"), *found], [x_grad, *grads]))
+        worst = max(_difference(g, e) for g, e in zip([case.get("x_grad"), *found], [x_grad, *grads]))
         if worst > 1e-10:
-            gradients = _message(
+            gradients = with_hint(
                 f"The gradients {where} differ from plain backprop's by up to {worst:.3g} (should be below 1e-10): "
                 "the replay drew other dropout masks than the forward pass.",
                 "In forward, save the random state before running the segment (torch.get_rng_state()); in "
                 "backward, set it (torch.set_rng_state) before the replay, so dropout draws the same masks.")
     state = _close(case.get("next_random"), next_random)
-    rng = None if state is not None and state == 0.0 else _message(
+    rng = None if state is not None and state == 0.0 else with_hint(
         f"After backward {where}, the next random numbers differ from those after plain backprop: your replay "
         "moved the caller's random generator.",
         "Restore the segment's random state for the replay only: run it inside `with torch.random.fork_rng("

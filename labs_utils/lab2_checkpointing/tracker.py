@@ -19,7 +19,7 @@ autograd engine is running, grad mode off); ``recompute`` (the engine is running
 on: a checkpointed segment being replayed). Whether the engine is running comes from torch's private
 ``torch._C._current_graph_task_id``; should a torch release remove it, the phases come from the
 caller's ``tracker.mark("backward")`` instead (``measure_step`` makes that mark), and
-``tests/test_memory.py`` fails to say so.
+``tests/lab2_checkpointing/test_lab2_tracker.py`` fails to say so.
 
 Why not the process RSS or the torch profiler? RSS moves with the allocator's reuse and with
 imported modules, and the profiler's per-operator memory is total allocation, not the peak.
@@ -39,8 +39,9 @@ try:  # a private module: torch has no public way to see every operation, so it 
     from torch.utils._python_dispatch import TorchDispatchMode
 except ImportError as error:  # pragma: no cover - depends on the torch release
     raise ImportError(
-        f"labs_utils.memory needs torch.utils._python_dispatch.TorchDispatchMode, which torch {torch.__version__} "
-        "does not have: install the torch version of requirements.txt, or update labs_utils/memory.py."
+        f"labs_utils.lab2_checkpointing.tracker needs torch.utils._python_dispatch.TorchDispatchMode, which torch "
+        f"{torch.__version__} does not have: install the torch version of requirements.txt, or update "
+        "labs_utils/lab2_checkpointing/tracker.py."
     ) from error
 
 MiB = 2 ** 20

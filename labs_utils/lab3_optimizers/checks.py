@@ -259,7 +259,7 @@ def _student_values(record: Any, step: int, setup: Setup) -> dict[str, torch.Ten
     return out
 
 
-def _error_message(error: str, setup: Setup, step: int, cls_name: str) -> str:
+def _error_message(error: str, setup: Setup, step: int) -> str:
     head = error.split("\nHint:")[0]
     if setup.scenario.no_grad and any(n in setup.names for n in setup.scenario.no_grad) and "None" in error:
         return (f"In the scenario '{setup.scenario.name}', at step {step}: {head}\n"
@@ -275,7 +275,6 @@ def judge_scenario(evidence_record: Any, name: str, setup: Setup) -> tuple[int, 
     reference = spec.reference(setup.groups(params), lr=setup.lr, **{**spec.defaults, **setup.kwargs})
     error = evidence_record.get("error") if isinstance(evidence_record, dict) else "no evidence for this scenario"
     grad_changed = evidence_record.get("grad_changed") if isinstance(evidence_record, dict) else None
-    cls_name = spec.title
     for step in range(scenario.steps):
         setup.set_gradients(params, step)
         before = {n: t.detach().clone() for n, t in params.items()}
@@ -283,7 +282,7 @@ def judge_scenario(evidence_record: Any, name: str, setup: Setup) -> tuple[int, 
         student = _student_values(evidence_record, step, setup)
         if isinstance(student, str):
             if isinstance(error, str):
-                return step + 1, _error_message(error, setup, step + 1, cls_name)
+                return step + 1, _error_message(error, setup, step + 1)
             return step + 1, f"In the scenario '{scenario.name}': {student} after step {step + 1}."
         for param in setup.names:
             mine, ref = student[param], params[param].detach()
@@ -301,7 +300,7 @@ def judge_scenario(evidence_record: Any, name: str, setup: Setup) -> tuple[int, 
                                      {n: t.detach() for n, t in params.items()})
                 hyper = ", ".join([f"lr={lr:g}"] + [f"{k}={v}" for k, v in values.items()])
                 return step + 1, (
-                    f"{cls_name} differs from torch.optim.{type(reference).__name__} in the scenario "
+                    f"{spec.title} differs from torch.optim.{type(reference).__name__} in the scenario "
                     f"'{scenario.name}': after step {step + 1}, parameter {param!r} {tuple(ref.shape)} of group "
                     f"{index + 1} ({hyper}) is off by up to {worst:.3g} (tolerance {ATOL:g} + {RTOL:g}·|θ|).\n"
                     f"Hint: Likely cause: {cause}")

@@ -1,11 +1,11 @@
-"""2-D test landscapes, optimizer runs on them, and their pictures.
+"""2-D test landscapes and optimizer runs on them (their pictures are in ``figures``).
 
 A :class:`Landscape` is a function of two variables written in torch, so autograd gives its
 gradient, with a known minimum: the ravine quadratic (:func:`ravine`), the scale problem
 (:func:`scale_problem`) and Rosenbrock's banana (:func:`rosenbrock`).
 :func:`run_optimizer` runs any ``torch.optim.Optimizer`` on one and returns a :class:`Run`
 (trajectory and losses); a run that blows up is reported in the Run, not raised.
-The convergence theory that goes with the quadratics lives in ``labs_utils.convergence``.
+The convergence theory that goes with the quadratics lives in ``convergence``.
 """
 from __future__ import annotations
 
@@ -286,8 +286,3 @@ def weight_shrinkage_under_noise(make_optimizer: MakeOptimizer, sigmas: Sequence
         optimizer.step()
         means[k] = weights.detach().mean(dim=1).numpy()
     return means
-
-
-# ----------------------------------------------------------------------------------------------- figures
-
-

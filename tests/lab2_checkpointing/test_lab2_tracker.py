@@ -100,7 +100,7 @@ def test_phases_are_found_without_help():
 def test_torch_still_tells_whether_the_autograd_engine_runs():
     # tracker_module._current_phase relies on this private torch API; without it the phases only follow the marks
     assert tracker_module._graph_task_id is not None, (
-        "torch no longer has torch._C._current_graph_task_id: labs_utils.memory now finds the backward pass "
+        "torch no longer has torch._C._current_graph_task_id: the tracker now finds the backward pass "
         "only from tracker.mark('backward'); find a replacement and update tracker_module._current_phase")
     assert tracker_module._graph_task_id() == -1  # outside backward
 
@@ -274,7 +274,7 @@ def test_timeline_plot_refuses_segments_that_do_not_match_the_recomputations():
         plot_memory_timeline(report, segments=[(1, 6)])
 
 
-# --- labs_utils.checkpoint_demo: the experiments of the lab ----------------------------------------------
+# --- lab2_checkpointing.experiments: the experiments of the lab ----------------------------------------------
 def test_largest_batch_finds_the_exact_limit_with_few_measurements():
     calls = []
 
