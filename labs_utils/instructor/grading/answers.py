@@ -98,24 +98,28 @@ def read_markdown_cells(path: Path) -> list[tuple[int, str]]:
     return [(cell.index, cell.source) for cell in cells if cell.cell_type == "markdown"]
 
 
-def _landmarks(solution: Path) -> dict[int, str]:
-    """Solution cell index -> the text students see in that markdown cell, prompt removed (landmarks only)."""
-    marks = {}
-    for index, source in read_markdown_cells(solution):
-        text = _without_prompt(student_markdown(source))
-        if len(_normal(text)) >= _MIN_LANDMARK_CHARS:
-            marks[index] = text
-    return marks
+def _student_texts(cells: Sequence[tuple[int, str]]) -> dict[int, str]:
+    """Solution cell index -> the text students see in that markdown cell, prompt removed."""
+    return {index: _without_prompt(student_markdown(source)) for index, source in cells}
+
+
+def _landmarks(texts: dict[int, str]) -> dict[int, str]:
+    """The student texts long enough to place answers by (landmarks)."""
+    return {index: text for index, text in texts.items() if len(_normal(text)) >= _MIN_LANDMARK_CHARS}
 
 
 def lab_questions(solution: Path) -> list[Question]:
     """The written questions of a solution notebook ``labN_*.ipynb``, in order."""
-    match = re.match(r"lab(\d+)_", solution.name)
+    cells = read_markdown_cells(solution)
+    return _questions(solution.name, cells, _landmarks(_student_texts(cells)))
+
+
+def _questions(name: str, cells: Sequence[tuple[int, str]], marks: dict[int, str]) -> list[Question]:
+    match = re.match(r"lab(\d+)_", name)
     if not match:
-        raise ValueError(f"{solution.name}: a solution notebook is named labN_*.ipynb")
-    marks = _landmarks(solution)
+        raise ValueError(f"{name}: a solution notebook is named labN_*.ipynb")
     questions: list[Question] = []
-    for index, source in read_markdown_cells(solution):
+    for index, source in cells:
         if MARKDOWN_BEGIN not in source:
             continue
         before = source.split(MARKDOWN_BEGIN, 1)[0].strip()
@@ -173,10 +177,9 @@ def _classify(text: str, marks: dict[int, str], exact: dict[str, list[int]], aft
     return best, "\n".join(added).strip()
 
 
-def _short_cells(solution: Path) -> set[str]:
+def _short_cells(texts: dict[int, str]) -> set[str]:
     """The students' markdown cells too short to be landmarks ("## Greeting"), normalised: never answers."""
-    texts = {_normal(_without_prompt(student_markdown(source))) for _, source in read_markdown_cells(solution)}
-    return {t for t in texts if 0 < len(t) < _MIN_LANDMARK_CHARS}
+    return {t for t in map(_normal, texts.values()) if 0 < len(t) < _MIN_LANDMARK_CHARS}
 
 
 def find_answers(path: Path, questions: Sequence[Question], marks: dict[int, str],
@@ -191,9 +194,10 @@ def find_answers(path: Path, questions: Sequence[Question], marks: dict[int, str
     found: dict[str, list[str]] = {q.key: [] for q in questions}
     last: int | None = None
     for _index, source in read_markdown_cells(path):
-        if _normal(_without_prompt(source)) in short:
+        text = _without_prompt(source)
+        if _normal(text) in short:
             continue
-        landmark, added = _classify(_without_prompt(source), marks, exact, -1 if last is None else last)
+        landmark, added = _classify(text, marks, exact, -1 if last is None else last)
         if landmark is not None:
             last = landmark
         if not added:
@@ -212,9 +216,11 @@ def collect_answers(submissions: Sequence[tuple[Path, str]], solution: Path) -> 
 
     A file that cannot be read is listed in ``unreadable`` (with the reason) and gets no answers.
     """
-    questions = lab_questions(solution)
-    marks = _landmarks(solution)
-    short = _short_cells(solution)
+    cells = read_markdown_cells(solution)  # the template, read once
+    texts = _student_texts(cells)
+    marks = _landmarks(texts)
+    questions = _questions(solution.name, cells, marks)
+    short = _short_cells(texts)
     sheet = AnswerSheet(questions[0].lab if questions else int(solution.name[3:].split("_")[0]), questions)
     for path, student in submissions:
         try:

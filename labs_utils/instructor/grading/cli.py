@@ -134,9 +134,13 @@ def _mark_duplicates(results: Sequence[SubmissionResult]) -> None:
                                   "keep one, or give --id-pattern")
 
 
-def _unused(points: Sequence[ManualPoint], results: Sequence[SubmissionResult]) -> list[str]:
+def _merge_note(points: Sequence[ManualPoint], results: Sequence[SubmissionResult]) -> str:
+    """How many manual points found their graded submission, and whose did not."""
     graded = {(r.id, r.lab) for r in results}
-    return sorted({f"{p.student} (lab {p.lab})" for p in points if (p.student, p.lab) not in graded})
+    unused = sorted({f"{p.student} (lab {p.lab})" for p in points if (p.student, p.lab) not in graded})
+    merged = sum(1 for p in points if (p.student, p.lab) in graded)
+    return f"merged {merged} manual points" + (
+        f"; none of these was graded, their points are left out: {', '.join(unused)}" if unused else "")
 
 
 def write_answer_pages(results: Sequence[SubmissionResult], questions: dict, out_dir: Path) -> list[Path]:
@@ -222,10 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _mark_duplicates(results)
     print(summary_table(results))
     if points is not None:
-        unused = _unused(points, results)
-        print(f"merged {len(points) - sum(1 for p in points if f'{p.student} (lab {p.lab})' in unused)} manual "
-              "points" + (f"; none of these was graded, their points are left out: {', '.join(unused)}"
-                          if unused else ""))
+        print(_merge_note(points, results))
     if args.answers is not None:
         pages = write_answer_pages(results, questions, args.answers)
         print(f"wrote {len(pages)} files in {args.answers}: " + ", ".join(p.name for p in pages) if pages
