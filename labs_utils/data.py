@@ -71,7 +71,9 @@ def load_mnist(
     images, labels = _load_uint8(split, str(Path(root) if root is not None else default_root()))
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
-    return images.float().div_(255.0).unsqueeze(1), labels.long()
+    # Fresh tensors every call: the cache keeps the uint8 originals, and an in-place edit of what is
+    # returned here (``y[y == 3] = 0``) must not reach the next load. ``.long()`` on int64 would alias.
+    return images.float().div_(255.0).unsqueeze(1), labels.to(torch.int64, copy=True)
 
 
 def mnist_source(root: str | Path | None = None) -> str:

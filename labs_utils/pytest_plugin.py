@@ -1,4 +1,4 @@
-"""pytest plugin (enabled in pyproject.toml): run the notebooks in fast mode, offline.
+"""pytest plugin (enabled in pyproject.toml): run the notebooks in fast mode, offline, and mark them slow.
 
 Loaded before collection, so the kernels that nbval starts inherit these settings,
 whether pytest runs the whole suite or a single notebook.
@@ -9,3 +9,12 @@ os.environ.setdefault("LABS_FAST", "1")
 # No download attempts from tests: every run uses the bundled MNIST subset, online or not.
 os.environ.setdefault("LABS_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Executing a notebook (nbval's items) is slow: ``pytest -m "not slow"`` leaves them out."""
+    import pytest
+
+    for item in items:
+        if type(item).__module__.startswith("nbval"):
+            item.add_marker(pytest.mark.slow)

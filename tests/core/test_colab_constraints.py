@@ -5,23 +5,25 @@ satisfies the requirements (its default upgrade strategy), so "nothing changes" 
 resolves with every Colab version pinned". Two checks:
 
 - offline: every floor in pyproject.toml and requirements.txt admits Colab's version (``packaging``);
-- against PyPI: ``pip install --dry-run`` of the course package with the constraints file, which also checks what
-  the course's dependencies require in turn (ipywidgets 7.7.1 -> ipykernel, IPython, ...). It downloads
-  metadata only (about a minute, no torch wheel). It is skipped when PyPI cannot be reached, except under CI
-  (``CI`` set, as ``.ci/run`` does), where that is a failure.
+- on Colab's stack itself: ``.ci/run`` builds an environment with exactly Colab's versions (and every other floor,
+  ``scripts/colab_stack.py``), executes every solution there, and sets LABS_COLAB_ENV; ``pip install --dry-run`` of
+  the course package in it must install the course and change nothing else (what Colab's pip does: it keeps an
+  installed package while it satisfies the requirements). Without that environment these tests skip, except
+  under CI, where that is a failure.
 """
 from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import tomllib
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+from tooling import unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 CONSTRAINTS = ROOT / "tests" / "colab_constraints.txt"
@@ -41,7 +43,6 @@ def colab_versions() -> dict[str, str]:
 
 
 def course_requirements() -> list[Requirement]:
-    tomllib = pytest.importorskip("tomllib")
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     lines = list(project["dependencies"]) + [r for extra in project["optional-dependencies"].values() for r in extra]
     lines += [ln.split("#")[0].strip() for ln in (ROOT / "requirements.txt").read_text().splitlines()]
@@ -66,45 +67,69 @@ def test_every_floor_admits_the_version_colab_ships_and_nothing_is_pinned():
     assert {"torch", "numpy", "matplotlib", "tqdm", "ipywidgets", "ipykernel"} <= checked
 
 
-def pypi_reachable() -> bool:
-    try:
-        socket.create_connection(("pypi.org", 443), timeout=5).close()
-        return True
-    except OSError:
-        return False
+def test_every_floor_is_a_version_ci_executes():
+    """A floor nobody runs is a promise nobody checks: each Colab package's floor is Colab's version, and every other
+    package's floor is the version the Colab-stack environment of ``.ci/run`` installs (scripts/colab_stack.py)."""
+    pins = colab_versions()
+    floors: dict[str, set] = {}
+    for requirement in course_requirements():
+        floors.setdefault(canonicalize_name(requirement.name), set()).update(
+            spec.version for spec in requirement.specifier if spec.operator == ">=")
+    for name, versions in floors.items():
+        assert len(versions) == 1, f"{name} has different floors in pyproject.toml and requirements.txt: {versions}"
+        if name in pins:
+            assert versions == {pins[name]}, (f"{name}>={versions.pop()} is below Colab's {pins[name]}, which is the "
+                                              "oldest version CI executes: raise the floor to it")
+    stack = subprocess.run([sys.executable, str(ROOT / "scripts" / "colab_stack.py"), "constraints"],
+                           capture_output=True, text=True, check=True).stdout.split()
+    executed = {canonicalize_name(line.split("==")[0]): line.split("==")[1] for line in stack}
+    assert {name for name in floors if name != "jupyterlab"} <= set(executed)
+    assert all(executed[name] == next(iter(floors[name])) or executed[name] == pins.get(name)
+               for name in executed if name in floors)
 
 
-def pip_dry_run(tmp_path: Path, *targets: str) -> subprocess.CompletedProcess:
-    """``pip install --dry-run`` of ``targets`` from PyPI with Colab's versions as constraints, as if nothing
-    were installed; the machine's own pip configuration (local indexes, constraints) is ignored."""
-    keep = {"PIP_CERT", "PIP_INDEX_URL", "PIP_DEFAULT_TIMEOUT"}
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_") or k in keep}
-    env.update(PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1")
-    command = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--no-build-isolation",
-               "--quiet", "--report", str(tmp_path / "report.json"), "-c", str(CONSTRAINTS), *targets]
-    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+def colab_env() -> Path:
+    """The environment ``.ci/run`` builds with Colab's exact versions (and every other floor): LABS_COLAB_ENV."""
+    env = Path(os.environ.get("LABS_COLAB_ENV", "/nonexistent"))
+    if not (env / ".complete").exists():
+        unavailable("there is no Colab-stack environment here (LABS_COLAB_ENV)",
+                    "run `bash .ci/run`, which builds it from tests/colab_constraints.txt and the floors and sets it")
+    return env
 
 
-@pytest.fixture(scope="module")
-def online():
-    if not pypi_reachable():
-        if os.environ.get("CI"):
-            pytest.fail("PyPI cannot be reached: CI must resolve the course against Colab's versions")
-        pytest.skip("PyPI cannot be reached: the resolution against Colab's versions needs the index")
+def would_install(env: Path, tmp_path: Path, *targets: str) -> dict[str, str]:
+    """What ``pip install TARGETS`` would install or replace in ``env``, as Colab's pip runs it (installed packages
+    are kept while they satisfy the requirements): name -> version. Reads the index, installs nothing."""
+    report = tmp_path / "report.json"
+    command = [str(env / "bin" / "python"), "-m", "pip", "install", "--dry-run", "--quiet", "--report", str(report),
+               *targets]
+    # A budget, not the thing under test: metadata only, from the local pip cache or the index.
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, f"pip could not resolve {targets} on Colab's stack:\n{result.stderr[-3000:]}"
+    found = json.loads(report.read_text())
+    return {canonicalize_name(item["metadata"]["name"]): item["metadata"]["version"] for item in found["install"]}
 
 
 @pytest.mark.network
-def test_course_package_resolves_with_every_colab_version_unchanged(online, tmp_path):
-    result = pip_dry_run(tmp_path, str(ROOT))
-    assert result.returncode == 0, f"installing the course would change a Colab package:\n{result.stderr}"
-    report = json.loads((tmp_path / "report.json").read_text())
-    resolved = {canonicalize_name(item["metadata"]["name"]): item["metadata"]["version"] for item in report["install"]}
-    print("resolved against Colab's versions:", {name: resolved[name] for name in sorted(COLAB_PACKAGES)})
-    assert {name: resolved.get(name) for name in COLAB_PACKAGES} == colab_versions()
-    assert resolved["labs-utils"]
+@pytest.mark.slow
+def test_the_colab_stack_environment_holds_exactly_colabs_versions():
+    env = colab_env()
+    script = ROOT / "scripts" / "colab_stack.py"
+    result = subprocess.run([str(env / "bin" / "python"), str(script), "verify"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for name, version in colab_versions().items():
+        assert f"{name} {version}" in result.stdout
 
 
 @pytest.mark.network
-def test_the_resolution_fails_for_a_floor_above_colab(online, tmp_path):
-    result = pip_dry_run(tmp_path, "ipywidgets>=8.0")
-    assert result.returncode != 0 and "ipywidgets" in result.stderr
+@pytest.mark.slow
+def test_installing_the_course_on_colabs_stack_changes_no_package(tmp_path):
+    changes = would_install(colab_env(), tmp_path, str(ROOT))
+    assert changes.pop("labs-utils") and changes == {}, f"installing the course would change {changes} on Colab"
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_a_floor_above_colabs_version_would_change_a_package(tmp_path):
+    changes = would_install(colab_env(), tmp_path, "ipywidgets>=8.0")
+    assert "ipywidgets" in changes and not changes["ipywidgets"].startswith("7.")

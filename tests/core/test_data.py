@@ -110,13 +110,18 @@ def test_load_mnist_returns_floats_in_unit_range_with_channel_axis(fresh):
     assert images.min() >= 0 and images.max() == 1
 
 
-def test_load_mnist_returns_a_fresh_tensor_each_call(fresh):
+def test_load_mnist_returns_fresh_images_and_labels_each_call(fresh):
     fresh.setenv("LABS_OFFLINE", "1")
     with pytest.warns(data.BundledDataWarning):
-        first, _ = data.load_mnist("test", limit=5)
-    first.zero_()  # a student who edits the images in place must not corrupt the next load
-    second, _ = data.load_mnist("test", limit=5)
-    assert second.max() > 0
+        images, labels = data.load_mnist("test", limit=50)
+    kept_images, kept_labels = images.clone(), labels.clone()
+    # a student who edits either in place must not corrupt the next load, nor make_loaders' data
+    images.zero_()
+    labels[labels == 3] = 0
+    labels += 1
+    again_images, again_labels = data.load_mnist("test", limit=50)
+    assert torch.equal(again_images, kept_images) and torch.equal(again_labels, kept_labels)
+    assert again_labels.data_ptr() != labels.data_ptr() and again_images.data_ptr() != images.data_ptr()
 
 
 def test_unknown_split_names_the_valid_ones():

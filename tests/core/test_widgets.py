@@ -126,11 +126,12 @@ def test_training_uses_tqdm_auto_so_jupyter_gets_the_widget_bar():
     assert "from tqdm.auto import tqdm" in source
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(ipywidgets.__version__.startswith("7."), reason="this run already uses ipywidgets 7")
 def test_the_widget_tests_pass_under_ipywidgets_7():
     if not IPYWIDGETS_7_PYTHON.exists():
-        recipe = ("python -m venv --system-site-packages .venv-ipywidgets7 && "
-                  ".venv-ipywidgets7/bin/python -m pip install ipywidgets==7.7.1   (bash .ci/run does it)")
+        recipe = ("bash .ci/run builds it: a venv with ipywidgets==7.7.1 whose .pth file adds this interpreter's "
+                  "site-packages (see the ipywidgets step there)")
         if os.environ.get("CI"):
             pytest.fail(f"CI must test the widgets under ipywidgets 7.7.1; create the venv: {recipe}")
         pytest.skip(f"no {IPYWIDGETS_7_PYTHON.parent.parent.name} here; to run this test: {recipe}")

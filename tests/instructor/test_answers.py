@@ -10,6 +10,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell
+from tooling import unavailable
 
 from labs_utils.instructor.grading import answers
 from labs_utils.instructor.grading.manual import read_manual
@@ -234,10 +235,14 @@ def test_a_formula_like_student_id_is_quoted_in_the_template():
 
 @pytest.mark.slow
 def test_chromium_shows_the_page_without_running_student_script(sheet, tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api")
+    try:
+        from playwright import sync_api
+    except ImportError:
+        unavailable("the playwright package is not installed", "pip install playwright (bash .ci/run does it)")
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
-        pytest.skip("no chromium")
+        unavailable("chromium is not installed", "apt-get install chromium (bash .ci/run does it); "
+                    "never `playwright install`, which downloads a browser")
     page_path = answers.write_answers(sheet, tmp_path)[0]
     dialogs: list[str] = []
     with sync_api.sync_playwright() as p:

@@ -8,12 +8,13 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import pickle
 from pathlib import Path
 
 import grading_fixtures as gf
 import nbformat
 import pytest
-from conftest import SANDBOX, TIMEOUT, grade_folder, hashes, write_all
+from conftest import HANG_TIMEOUT, SANDBOX, grade_folder, hashes, write_all
 from nbformat.v4 import new_markdown_cell
 
 from labs_utils.instructor.grading.reports import feedback, write_reports
@@ -91,15 +92,26 @@ def _crafted() -> dict:
     }
 
 
+# Crafted submissions that hang on purpose (graded with HANG_TIMEOUT).
+HANGING = ("loop_lab1.ipynb", "stuck_lab1.ipynb", "check_loop_lab1.ipynb")
+
+
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory):
     """Grade every crafted submission once (two workers); remember each file's hash before grading."""
     folder = tmp_path_factory.mktemp("submissions")
-    before = write_all(folder, _crafted())
+    crafted = _crafted()
+    write_all(folder, {name: nb for name, nb in crafted.items() if name not in HANGING})
     (folder / "notes.py").write_text("print('not a notebook')\n")
-    before = hashes(folder)
-    results = grade_folder(folder, extra=[folder / "notes.py"], sandbox="require" if SANDBOX else "off")
-    return {"folder": folder, "hashes": before, "results": results}
+    hanging = tmp_path_factory.mktemp("hanging")
+    write_all(hanging, {name: crafted[name] for name in HANGING})
+    before = {**hashes(folder), **hashes(hanging)}
+    sandbox = "require" if SANDBOX else "off"
+    results = grade_folder(folder, extra=[folder / "notes.py"], sandbox=sandbox)
+    # The notebooks that hang on purpose get the short timeout that is under test there; the generous TIMEOUT
+    # would only make each of them wait longer.
+    results |= grade_folder(hanging, sandbox=sandbox, timeout=HANG_TIMEOUT)
+    return {"folders": (folder, hanging), "hashes": before, "results": results}
 
 
 def result(batch, name: str) -> SubmissionResult:
@@ -122,7 +134,8 @@ def part_messages(r: SubmissionResult) -> str:
 
 @pytest.mark.slow
 def test_submissions_are_never_modified(batch):
-    assert hashes(batch["folder"]) == batch["hashes"]
+    folder, hanging = batch["folders"]
+    assert {**hashes(folder), **hashes(hanging)} == batch["hashes"]
     for r in batch["results"].values():
         assert r.sha256 in ("", batch["hashes"][Path(r.path)])
 
@@ -282,7 +295,7 @@ def test_shell_commands_are_left_out_and_reported(batch):
 def test_infinite_loop_is_interrupted_and_grading_goes_on(batch):
     r = result(batch, "loop_lab1")
     assert r.total == 3
-    assert f"starting `while True:`) did not finish within {TIMEOUT} s and was interrupted" in problems(r)
+    assert f"starting `while True:`) did not finish within {HANG_TIMEOUT} s and was interrupted" in problems(r)
 
 
 @pytest.mark.slow
@@ -329,3 +342,7 @@ def test_check_that_kills_the_kernel_costs_only_that_exercise(batch):
 def test_enormous_outputs_are_dropped_not_stored(batch):
     r = result(batch, "huge_output_lab1")
     assert r.total == 3 and r.problems == []
+    # 20 MB printed by the kernel and 20 MB of stored output in the file: none of it reaches the result, its
+    # feedback or the gradebook (the lean client keeps only the grader's own result messages)
+    assert len(pickle.dumps(r)) < 20_000
+    assert "x" * 1000 not in repr(r) and "y" * 1000 not in repr(r)

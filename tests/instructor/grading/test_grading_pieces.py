@@ -10,7 +10,7 @@ from pathlib import Path
 
 import grading_fixtures as gf
 import pytest
-from conftest import SANDBOX
+from conftest import needs_sandbox
 
 from labs_utils import evidence as ev
 from labs_utils.instructor.grading import kernel_side
@@ -199,7 +199,7 @@ def test_sandbox_hides_solutions_of_every_checkout_and_the_given_paths(tmp_path)
     assert str(tmp_path / "subs") not in " ".join(sandbox.command(str(tmp_path / "w"), ["k"]))  # in a file
 
 
-@pytest.mark.skipif(not SANDBOX, reason="bubblewrap unusable here")
+@needs_sandbox
 def test_sandbox_starts_fast_and_sees_only_its_own_processes(tmp_path):
     count = ("import os; print(len([p for p in os.listdir('/proc') if p.isdigit()]), "
              "open('/proc/1/cmdline').read().split(chr(0))[:3])")
