@@ -2,7 +2,7 @@
 
 The core (lab-agnostic) sits at the top level: ``runtime``, ``data``, ``training``, ``plotting``,
 ``widgets``, ``tables``, ``validation`` and the check machinery ``checking``. Each lab has one wing named
-like its notebook: ``lab1_autoencoders``, ``lab2_checkpointing``, ``lab3_optimizers``.
+like its notebook (``lab1_autoencoders``, ...), found on disk by :mod:`labs_utils._wings`.
 ``from labs_utils.checks import check_...`` reaches every lab's checks.
 
 `import labs_utils` is cheap: submodules (and torch) load on first use, so
@@ -11,6 +11,7 @@ like its notebook: ``lab1_autoencoders``, ``lab2_checkpointing``, ``lab3_optimiz
 from __future__ import annotations
 
 from ._lazy import lazy_module
+from ._wings import wings
 
 __version__ = "0.1.0"
 
@@ -18,13 +19,12 @@ __version__ = "0.1.0"
 # from this one constant (see labs_utils/instructor/colab.py); change it here when the repository moves.
 REPO_URL = "https://github.com/dl-frameworks-course/dl-frameworks-labs"
 
-# What students see (``lu.<TAB>``): the core and the three wings. The instructor tools
+# What students see (``lu.<TAB>``): the core and every lab's wing (found on disk). The instructor tools
 # (``labs_utils.instructor``, ``python -m labs_utils.grade``, ``python -m labs_utils.notebooks``) import
 # explicitly and are not listed.
 _SUBMODULES = (
     "runtime", "data", "training", "plotting", "widgets", "tables", "validation",
-    "checking", "exercises", "evidence", "checks",
-    "lab1_autoencoders", "lab2_checkpointing", "lab3_optimizers",
+    "checking", "exercises", "evidence", "checks", *wings(),
 )
 
 # Public helpers re-exported at the top level: name -> submodule that defines it.

@@ -79,6 +79,28 @@ def test_every_wing_names_its_notebook_and_number():
         assert (ROOT / "solutions" / f"{checks.LAB.notebook}.ipynb").exists()
 
 
+def test_a_new_lab_needs_no_entry_outside_its_wing(tmp_path):
+    """A copy of the package with a lab4_demo wing: the façade, lu.<TAB> and the grader's discovery all find it."""
+    import shutil
+
+    package = Path(labs_utils.__file__).resolve().parent
+    shutil.copytree(package, tmp_path / "labs_utils", ignore=shutil.ignore_patterns("__pycache__", "instructor"))
+    wing = tmp_path / "labs_utils" / "lab4_demo"
+    wing.mkdir()
+    (wing / "__init__.py").write_text("")
+    (wing / "checks.py").write_text(
+        "from ..exercises import LabInfo\n__all__ = ['check_demo']\n__all__ += ['DEMO']\n"
+        "LAB = LabInfo(4, 'demo', 'lab4_demo')\nGRADING = []\nDEMO = 4\n"
+        "def check_demo(fn):\n    return fn(2)\n")
+    probe = ("import labs_utils as lu\nfrom labs_utils.checks import check_demo, DEMO\n"
+             "from labs_utils.exercises import discover_labs\n"
+             "print(check_demo(lambda x: x * DEMO), 'lab4_demo' in dir(lu), sorted(discover_labs()))")
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path,
+                         env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["8", "True", "[0,", "1,", "2,", "3,", "4]"]
+
+
 def test_top_level_helpers_resolve_lazily():
     assert labs_utils.load_mnist.__module__ == "labs_utils.data"
     assert labs_utils.fit.__module__ == "labs_utils.training"
