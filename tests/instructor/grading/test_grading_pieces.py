@@ -200,13 +200,12 @@ def test_sandbox_hides_solutions_of_every_checkout_and_the_given_paths(tmp_path)
 
 
 @needs_sandbox
-def test_sandbox_starts_fast_and_sees_only_its_own_processes(tmp_path):
+def test_sandbox_sees_only_its_own_processes(tmp_path):
     count = ("import os; print(len([p for p in os.listdir('/proc') if p.isdigit()]), "
              "open('/proc/1/cmdline').read().split(chr(0))[:3])")
     command = Sandbox().command(str(tmp_path), [sys.executable, "-c", count])
-    start = time.perf_counter()
+    # (how fast it starts is a benchmark's business: scripts/benchmark_grading.py prints the overhead ratio)
     out = subprocess.run(command, capture_output=True, text=True, check=True)
-    assert time.perf_counter() - start < 5  # the target is < 1 s; a loaded CI machine gets slack
     processes, init = out.stdout.split(" ", 1)
     assert int(processes) <= 3 and init.strip().endswith("bwrap', '--args', '3']")  # no path, no grader command line
 
