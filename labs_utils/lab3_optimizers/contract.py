@@ -25,7 +25,7 @@ _ALIGNED = 0.9  # share of the moved elements whose move has one sign relative t
 
 def _plain_values(plain: Any, setup: Setup) -> list[dict[str, torch.Tensor]] | None:
     found = [values_at(plain, step, setup.names) for step in range(setup.scenario.steps)]
-    return None if any(v is None for v in found) else found  # type: ignore[return-value]
+    return [v for v in found if v is not None] if all(v is not None for v in found) else None
 
 
 def _gate(plain: Any, setup: Setup) -> str | None:
@@ -57,7 +57,7 @@ def _gate(plain: Any, setup: Setup) -> str | None:
     return None
 
 
-def _flags(runs: dict, name: str, seed: int) -> list[tuple[str, str]]:
+def _flags(runs: dict, name: str) -> list[tuple[str, str]]:
     """What a step did besides updating: changed p.grad, moved a parameter's storage, wrote a hyperparameter."""
     found: dict[str, str] = {}
     for scenario in scenarios_of(name):
@@ -147,7 +147,7 @@ def judge_contract(runs: dict, name: str, seed: int) -> str | None:
     if gate is not None:
         return gate
     plain = _plain_values(plain_record, setup) or []
-    problems = _flags(runs, name, seed)
+    problems = _flags(runs, name)
     problems += _closure(runs.get(run_name(scenario, "closure")), plain, setup)
     in_place = runs.get(run_name(scenario, "in place"))
     aliased = any(isinstance(series(in_place, "aliases", k), list) and series(in_place, "aliases", k)

@@ -210,6 +210,45 @@ def test_a_wrong_first_step_is_named_in_every_part_it_fails(name, cls, fragment,
             assert forbidden is None or forbidden not in message
 
 
+class HalfCorrected(Adaptive):
+    """Bias-corrects one moment only (``which``: "m" or "v")."""
+
+    which = "m"
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = run_closure(closure)
+        for group in self.param_groups:
+            (b1, b2), lr, eps = group["betas"], group["lr"], group["eps"]
+            for p in group["params"]:
+                if p.grad is not None:
+                    t, m, v = self.moments(p, group)
+                    m.lerp_(p.grad, 1 - b1)
+                    v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
+                    m_hat = m / (1 - b1 ** t) if self.which == "m" else m
+                    v_hat = v / (1 - b2 ** t) if self.which == "v" else v
+                    p.addcdiv_(m_hat, v_hat.sqrt() + eps, value=-lr)
+        return loss
+
+
+@pytest.mark.parametrize("which, fragment", [("m", "v is not bias-corrected"), ("v", "m is not bias-corrected")])
+def test_adam_correcting_one_moment_only_is_told_which(which, fragment):
+    assert fragment in verdicts("adam", type("Half", (HalfCorrected,), {"which": which}))[BASIC]
+
+
+def test_a_mistake_only_many_steps_show_points_at_what_the_long_scenario_combines():
+    class ForgetsEveryTwelveSteps(Heavy):
+        def buffer(self, p):
+            state = self.state[p]
+            state["n"] = state.get("n", 0) + 1
+            if "v" not in state or state["n"] % 12 == 0:
+                state["v"] = torch.zeros_like(p)
+            return state["v"]
+
+    assert failed_parts("momentum", ForgetsEveryTwelveSteps) == [GROUPS]
+    assert "what only this one combines" in verdicts("momentum", ForgetsEveryTwelveSteps)[GROUPS]
+
+
 @pytest.mark.parametrize("name, base", [("rmsprop", RMS), ("adam", Adaptive), ("adamw", DecoupledAdaptive)])
 def test_eps_inside_the_square_root_loses_only_the_eps_part(name, base):
     cls = _variant(base, eps_inside=True)
