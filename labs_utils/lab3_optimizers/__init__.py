@@ -54,8 +54,6 @@ _EXPORTS = {
     "steps_to_tolerance": "convergence",
     "steps_to_reach": "convergence",
     "predicted_steps": "convergence",
-    "fit_tail_rate": "convergence",
-    "fitted_rate": "convergence",
     "ConvergenceRow": "convergence",
     "convergence_study": "convergence",
     "format_convergence_table": "convergence",

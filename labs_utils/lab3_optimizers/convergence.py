@@ -116,20 +116,15 @@ def predicted_steps(rate: float, tol: float) -> float:
     return math.log(tol) / (2.0 * math.log(rate))
 
 
-def fit_tail_rate(gaps: np.ndarray, first: int, last: int) -> float:
-    """Per-step error contraction fitted to log(gap) over steps [first, last] (slope/2, exponentiated)."""
+def _tail_fit(gaps: np.ndarray, first: int, last: int) -> float:
+    """Per-step error contraction fitted to log(gap) over the given steps [first, last] (slope/2, exponentiated).
+
+    The library's fit for the convergence table and the heavy-ball figure, where the steps are known; not
+    exported to the notebook (reading a rate off a curve, choosing its tail, is exercise 7).
+    """
     k = np.arange(first, last + 1)
     slope = np.polyfit(k, np.log(gaps[first:last + 1]), 1)[0]
     return math.exp(slope / 2.0)
-
-
-def fitted_rate(gaps: np.ndarray, floor: float = 1e-200) -> float:
-    """Per-step error contraction fitted over the second half of a run (steps whose gap is above ``floor``)."""
-    usable = int(np.argmax(np.asarray(gaps) <= floor)) if np.any(np.asarray(gaps) <= floor) else len(gaps)
-    if usable < 4:
-        raise ValueError(f"only {usable} steps of the run lie above the floor {floor:g}, and fitting a rate needs "
-                         "at least 4: run more steps, or slow the run down (smaller learning rate)")
-    return fit_tail_rate(gaps, usable // 2, usable - 1)
 
 
 @dataclass
@@ -192,7 +187,7 @@ def convergence_study(sgd_cls: type[torch.optim.Optimizer], momentum_cls: type[t
         formula_error = float(np.max(np.abs(measured - exact) / exact))
         rows.append(ConvergenceRow(kappa, gd_steps, predicted_steps(r_gd, tol), hb_steps,
                                    naive, exact_steps, r_hb,
-                                   fit_tail_rate(measured, int(tail[0] * exact_steps), last), formula_error))
+                                   _tail_fit(measured, int(tail[0] * exact_steps), last), formula_error))
     return rows
 
 
@@ -214,7 +209,6 @@ def format_convergence_table(rows: Sequence[ConvergenceRow], tol: float = 1e-6) 
 
 __all__ = [
     "gd_optimal_lr", "gd_rate", "heavy_ball_optimal", "heavy_ball_rate", "heavy_ball_radius", "heavy_ball_errors",
-    "quadratic_gaps", "steps_to_tolerance", "steps_to_reach", "predicted_steps", "fit_tail_rate", "fitted_rate",
-    "ConvergenceRow",
+    "quadratic_gaps", "steps_to_tolerance", "steps_to_reach", "predicted_steps", "ConvergenceRow",
     "convergence_study", "format_convergence_table",
 ]

@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 from ..plotting import COLORS, LINESTYLES, figure_and_axis, new_figure, styled
 from .convergence import (
     _check_eigenvalues,
-    fit_tail_rate,
+    _tail_fit,
     gd_optimal_lr,
     heavy_ball_errors,
     heavy_ball_optimal,
@@ -215,7 +215,7 @@ def plot_heavy_ball_decay(landscape: Landscape, gaps: np.ndarray, lr: float, bet
     lam_min, lam_max = landscape.eigenvalues
     exact = quadratic_gaps(landscape, heavy_ball_errors(lr, beta, (lam_min, lam_max), steps))
     r = heavy_ball_rate(lam_max / lam_min)
-    fitted = fit_tail_rate(gaps, *tail)
+    fitted = _tail_fit(gaps, *tail)
     anchor = gaps[tail[1]] / fitted ** (2 * tail[1])
     fig, axes = new_figure(size=(6.4, 4.0))
     ax = axes[0, 0]

@@ -1,7 +1,10 @@
 """Hints of the optimizer checks: recognise the usual mistakes from how a step differs from torch's.
 
-Used by the judge (:mod:`.checks`), in the grader's process: every function here reads the student's
-parameters as evidence and torch's as reference, and returns the sentence a student sees.
+Used by the judges (:mod:`.exercise_optimizers`), in the grader's process: every function here reads the
+student's parameters as evidence and torch's as reference, and returns the sentence a student sees. A hint
+names a mistake only when the evidence singles it out (a constant factor on the first step, a difference
+proportional to θ, the first difference right after a hyperparameter changed, a parameter whose gradient is
+None at that step); otherwise it states torch's update.
 """
 from __future__ import annotations
 
@@ -10,9 +13,13 @@ from typing import Any
 
 import torch
 
+from .optimizer_cases import GAPS, Setup, has_gradient, pattern
+
+_RATIO_TOLERANCE = 0.003  # relative: the factors below are measured to ~1e-4 and some lie 0.5 % apart
+
 
 def ratio_diagnosis(name: str, values: dict[str, Any], ratio: float) -> str | None:
-    """Recognise a constant factor between the student's first step and torch's."""
+    """Recognise a constant factor between the student's first step and torch's (the closest known one)."""
     known = [(-1.0, "Your step goes the wrong way (uphill): subtract lr·(update) from the parameter.")]
     if name in ("momentum", "nesterov"):
         beta = values["momentum"]
@@ -25,19 +32,21 @@ def ratio_diagnosis(name: str, values: dict[str, Any], ratio: float) -> str | No
                       "g + momentum·v, which is (1 + momentum)·g on the first step."))
     if name == "rmsprop":
         alpha = values["alpha"]
-        known.append((math.sqrt((1 - alpha) / alpha),
-                      "alpha and 1 − alpha look swapped: the running average keeps alpha of the old value, "
-                      "s ← alpha·s + (1 − alpha)·g²."))
+        known += [(math.sqrt((1 - alpha) / alpha),
+                   "alpha and 1 − alpha look swapped: the running average keeps alpha of the old value, "
+                   "s ← alpha·s + (1 − alpha)·g²."),
+                  (math.sqrt(1 - alpha),
+                   "Your first step is √(1 − alpha) times torch's: after one step your s is g², torch's is "
+                   "(1 − alpha)·g². torch starts s at 0 and does not correct for bias, s ← alpha·s + (1 − alpha)·g² "
+                   "from s = 0: do not divide s by (1 − alphaᵗ) and do not start s at g².")]
     if name in ("adam", "adamw"):
         beta1, beta2 = values["betas"]
         known += [((1 - beta1) / math.sqrt(1 - beta2),
                    "No bias correction: divide m by (1 − β₁ᵗ) and v by (1 − β₂ᵗ) (t = 1 on the first step)."),
                   (1 - beta1, "m is not bias-corrected: use m̂ = m / (1 − β₁ᵗ)."),
                   (1 / math.sqrt(1 - beta2), "v is not bias-corrected: use v̂ = v / (1 − β₂ᵗ).")]
-    for value, message in known:
-        if abs(ratio - value) <= 0.02 * abs(value):
-            return message
-    return None
+    value, message = min(known, key=lambda item: abs(ratio - item[0]) / abs(item[0]))
+    return message if abs(ratio - value) <= _RATIO_TOLERANCE * abs(value) else None
 
 
 def decay_diagnosis(name: str, lr: float, values: dict[str, Any], before: torch.Tensor, difference: torch.Tensor
@@ -72,35 +81,114 @@ def weight_decay_hint(name: str) -> str:
     return ""
 
 
-def likely_cause(name: str, spec: Any, setup: Any, step: int, param: str, before: dict[str, torch.Tensor],
-                 student: dict[str, torch.Tensor], reference: dict[str, torch.Tensor]) -> str:
-    """The most likely mistake behind a mismatch of ``param`` after ``step`` (1-based) of a scenario."""
-    scenario = setup.scenario
-    _, lr, values = setup.group_of(param)
-    moved = (student[param] - before[param]).abs().max().item()
-    if param in scenario.no_grad:
-        return ("This parameter has no gradient (.grad is None) and must not change, but your step changed it. "
-                "Skip it: `if p.grad is None: continue`, before any weight decay.")
-    if moved == 0.0:
+def _first_step_ratio(before: torch.Tensor, mine: torch.Tensor, torch_value: torch.Tensor) -> float | None:
+    """The constant factor between the student's move and torch's, if there is one."""
+    torch_move = torch_value - before
+    mask = torch_move.abs() > 1e-3 * torch_move.abs().max()
+    ratios = ((mine - before)[mask] / torch_move[mask]).double()
+    if ratios.numel() and float(ratios.max() - ratios.min()) <= 0.01 * abs(float(ratios.median())):
+        return float(ratios.median())
+    return None
+
+
+def _change_hint(setup: Setup, index: int, group: int, hyper: list, before: torch.Tensor, mine: torch.Tensor,
+                 torch_value: torch.Tensor) -> str | None:
+    """The first difference comes after a hyperparameter of the group changed (steps before matched)."""
+    changes = [k for k in range(1, index + 1) if hyper[k][group] != hyper[k - 1][group]]
+    if not changes:
+        return None
+    last = changes[-1]
+    old, new = hyper[last - 1][group], hyper[last][group]
+    what = ", ".join(f"{k} {old[k]:g} → {new[k]:g}" if isinstance(new[k], float) else f"{k} {old[k]} → {new[k]}"
+                     for k in new if new[k] != old.get(k))
+    first = hyper[0][group]["lr"] / hyper[index][group]["lr"]
+    ratio = _first_step_ratio(before, mine, torch_value)
+    if ratio is not None and abs(ratio - first) <= 0.01 * abs(first) and first != 1:
+        return (f"Your step uses the learning rate the optimizer was created with ({hyper[0][group]['lr']:g}); the "
+                f"group's lr is now {hyper[index][group]['lr']:g}. Read group['lr'] inside step() at every step, not "
+                "self.lr or the constructor's argument: schedulers change param_groups between steps.")
+    text = (f"Before step {last + 1}, group {group + 1}'s hyperparameters changed ({what}), and your steps matched "
+            "torch's until then. Read every hyperparameter from the group inside step(), at every step (group['lr'], "
+            "...), not from self.defaults, the constructor's arguments or values saved on the first step: "
+            "schedulers and users change param_groups between steps.")
+    if setup.name in ("momentum", "nesterov") and "lr" in what:
+        text += (" If your velocity holds the learning rate (v ← momentum·v − lr·g, θ ← θ + v), it is torch's "
+                 "velocity times −lr: the two agree while lr is constant and part when it changes. torch keeps "
+                 "lr outside the velocity: v ← momentum·v + g, θ ← θ − lr·v.")
+    return text
+
+
+def _pattern_hint(param: str, index: int) -> str | None:
+    """A parameter whose gradients come and go, on the first step where it differs (steps before matched)."""
+    if param == "late" and index == 3:
+        return ("Parameter 'late' got its first gradient at this step (its .grad was None before), and only it "
+                "differs. Its state starts now, as a new parameter's would: created on its own first step with a "
+                "gradient, with its own step count (Adam's bias correction uses t = 1 here, whatever the optimizer's "
+                "step number: count steps in self.state[p], not per optimizer or per group).")
+    if param == "gappy" and index - 1 in GAPS:
+        return ("Parameter 'gappy' had no gradient (.grad None) at the step before and has one again, and only it "
+                "differs. torch skipped it entirely while .grad was None: its state did not decay and its step count "
+                "did not advance. Skip such a parameter (`if p.grad is None: continue`); do not update its state "
+                "with a zero gradient.")
+    return None
+
+
+def likely_cause(setup: Setup, index: int, param: str, before: dict[str, torch.Tensor],
+                 student: dict[str, torch.Tensor], reference: dict[str, Any], basic_failed: bool = False) -> str:
+    """The most likely mistake behind a mismatch of ``param`` after step ``index`` (0-based) of a scenario.
+
+    ``before``: torch's parameters before the step (the student's matched them); ``reference``: torch's record;
+    ``basic_failed``: the first step already differs with ordinary gradients (so tiny ones prove nothing about eps).
+    """
+    name, spec, kind = setup.name, setup.spec, setup.scenario.kind
+    group = setup.group_of(param)
+    hyper = reference["hyper"]
+    values = hyper[index][group]
+    torch_now = reference["values"][index]
+    if not has_gradient(param, index):
+        return (f"Parameter {param!r} {pattern(param)}: at this step its .grad is None, and it must not change, "
+                "but your step changed it. Skip it first (`if p.grad is None: continue`), before any weight decay. "
+                "A missing gradient is not a zero gradient: with zeros, momentum or Adam's moments keep moving it.")
+    if (student[param] - before[param]).abs().max().item() == 0.0:
         return ("Your step() did not change this parameter. Update it in place under torch.no_grad(), e.g. "
                 "p.add_(update, alpha=-lr); `p = p - ...` only rebinds a local name.")
-    diagnosis = decay_diagnosis(name, lr, values, before[param], student[param] - reference[param])
-    if diagnosis is None and step == 1:
-        torch_move = reference[param] - before[param]
-        mask = torch_move.abs() > 1e-3 * torch_move.abs().max()
-        ratios = ((student[param] - before[param])[mask] / torch_move[mask]).double()
-        if ratios.numel() and float(ratios.max() - ratios.min()) <= 0.01 * abs(float(ratios.median())):
-            diagnosis = ratio_diagnosis(name, values, float(ratios.median()))
-    if diagnosis is not None:
-        return diagnosis
-    if scenario.likely == "basic":
-        return f"Compare your step with torch's update: {spec.update}."
-    if scenario.likely == "unusual":
-        hyper = ", ".join(["lr", *(k for k in spec.defaults if k != "weight_decay")])
-        shown = ", ".join([f"lr={lr:g}"] + [f"{k}={v}" for k, v in values.items() if k != "weight_decay"])
-        return (f"With non-default values ({shown}) your result differs: read every hyperparameter ({hyper}) "
+    others_match = all(torch.allclose(student[n], torch_now[n], rtol=1e-5, atol=1e-5)
+                       for n in setup.names if n != param)
+    found = _pattern_hint(param, index) if others_match else None
+    if found is None and kind in ("scheduler", "edits"):
+        found = _change_hint(setup, index, group, hyper, before[param], student[param], torch_now[param])
+    if found is None:
+        found = decay_diagnosis(name, values["lr"], values, before[param], student[param] - torch_now[param])
+    if found is None and index == 0:
+        ratio = _first_step_ratio(before[param], student[param], torch_now[param])
+        found = None if ratio is None else ratio_diagnosis(name, values, ratio)
+    if found is not None:
+        return found
+    read_group = ("Read every hyperparameter from the group inside `for group in self.param_groups:` (group['lr'], "
+                  "...), not from self.defaults or the constructor's arguments: each group may override them.")
+    if kind == "unusual":
+        hyper_names = ", ".join(["lr", *(k for k in spec.defaults if k not in ("weight_decay", "eps"))])
+        shown = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items()
+                          if k not in ("weight_decay", "eps"))
+        return (f"With non-default values ({shown}) your result differs: read every hyperparameter ({hyper_names}) "
                 "from group[...] instead of a hard-coded number.")
-    if scenario.likely == "decay":
+    if kind == "twins" and param != "weight" and others_match:
+        return ("Each parameter needs its own state: keep buffers in self.state[p] (created on the parameter's first "
+                "step as torch.zeros_like(p)), never in one attribute or a dict keyed by shape or index.")
+    if kind in ("tiny", "eps_group") and basic_failed:
+        return ("Your first step differs from torch's already with ordinary gradients (see 'basic step'), so this "
+                "difference need not come from eps: fix the basic step first.")
+    if kind == "tiny" or (kind == "eps_group" and not (group == 1 and others_match)):
+        return ("Tiny gradients expose where eps goes: torch adds it AFTER the square root of the running average "
+                "of g², …/(√s + eps) (the slides write √(s + eps), which acts like a much larger eps, √eps).")
+    if kind == "eps_group":
+        return "Only the group with eps=1e-4 differs: " + read_group
+    if kind in ("groups", "edits") and group == 1 and others_match:
+        return "Only the second group differs: " + read_group
+    if kind == "decay":
         return ("Only the weight decay differs from the scenarios that passed, so look at where it goes."
                 + weight_decay_hint(name))
-    return scenario.likely
+    if kind == "together":
+        return ("The simpler scenarios passed, so look at what only this one combines: state kept per parameter "
+                "across many steps, gradients that come and go, and hyperparameters read per group.")
+    return f"Compare your step with torch's update: {spec.update}."

@@ -1,0 +1,194 @@
+"""The measurement exercise ``fit_rate(gaps)``: the per-step error contraction of a loss curve.
+
+The probe hands the student's function synthetic loss-gap curves drawn from a seed and records the rates it
+returns; the judge regenerates the curves and compares with the rate each was built from. A curve is
+``A·r^(2t)`` (the loss gap of a linearly converging method whose error shrinks by ``r`` per step) times
+multiplicative noise. Each part has two curves of different lengths and disjoint rates, so no fixed tail start
+(``gaps[150:]``) and no constant passes a part:
+
+- "geometric decay": one mode, 50-90 steps and 800-1,500 steps;
+- "a long transient": plus a faster mode ``B·(r³)^(2t)`` that dominates the first 20-30 % of the run;
+- "early underflow": fast runs whose gaps reach exactly 0 (float underflow) within the first 25-40 % of the
+  steps, so a tail sliced before the zeros are dropped is all zeros;
+- "noisy gaps": 15 % and 30 % noise, where only a fit over many steps is within the tolerance.
+
+A rate passes when ``ln r`` is within 3 % of the true ``ln r``. The reference fit (a line through log(gap) over
+the second half of the positive gaps) is within 0.5 % on every curve.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from ..checking import fail, with_hint
+from ..exercises import Exercise, Part
+from .budget import Clock
+
+TOLERANCE = 0.03  # relative, on ln r
+UNDERFLOW = 1e-300  # gaps below this are exactly 0, as after float underflow
+PER_CALL = 5.0
+PROBE_SECONDS = 30.0
+GEOMETRIC, TRANSIENT, EARLY_ZEROS, NOISE = ("geometric decay", "a long transient (a faster mode first)",
+                                            "early underflow to exactly 0", "noisy gaps")
+POINTS = {GEOMETRIC: 0.3, TRANSIENT: 0.4, EARLY_ZEROS: 0.4, NOISE: 0.4}
+
+
+@dataclass(frozen=True)
+class Curve:
+    part: str
+    label: str
+    rates: tuple[float, float]  # r drawn uniformly in this range
+    steps: tuple[float, float]  # the run's length T + 1 points; for early underflow, T / (steps above 0)
+    noise: float  # standard deviation of the log-normal noise
+    transient: bool = False
+
+    @property
+    def name(self) -> str:
+        return f"{self.part}, {self.label}"
+
+
+CURVES = (
+    Curve(GEOMETRIC, "short run", (0.55, 0.7), (50, 90), 0.02),
+    Curve(GEOMETRIC, "long run", (0.96, 0.985), (800, 1500), 0.02),
+    Curve(TRANSIENT, "medium run", (0.85, 0.9), (150, 300), 0.02, transient=True),
+    Curve(TRANSIENT, "long run", (0.97, 0.985), (1000, 1600), 0.02, transient=True),
+    Curve(EARLY_ZEROS, "very fast run", (0.03, 0.06), (2.5, 4.0), 0.02),
+    Curve(EARLY_ZEROS, "fast run", (0.2, 0.3), (2.5, 4.0), 0.02),
+    Curve(NOISE, "15 % noise", (0.9, 0.94), (300, 500), 0.15),
+    Curve(NOISE, "30 % noise", (0.97, 0.99), (800, 1200), 0.3),
+)
+
+
+def curve(spec: Curve, seed: int) -> tuple[np.ndarray, float, int]:
+    """(loss gaps for t = 0..T, the error contraction r they were built from, the transient's length in steps)."""
+    rng = np.random.default_rng([seed, CURVES.index(spec)])
+    rate = float(rng.uniform(*spec.rates))
+    amplitude = float(10 ** rng.uniform(-2, 2))
+    if spec.part == EARLY_ZEROS:
+        above = math.log(UNDERFLOW / amplitude) / (2 * math.log(rate))  # steps before the gaps underflow
+        steps = int(above * rng.uniform(*spec.steps))
+    else:
+        steps = int(rng.integers(int(spec.steps[0]), int(spec.steps[1]) + 1))
+    t = np.arange(steps + 1)
+    gaps = amplitude * rate ** (2 * t) * np.exp(spec.noise * rng.standard_normal(t.size))
+    transient = 0
+    if spec.transient:  # a mode with rate r³, as large as the slow one after 20-30 % of the run
+        transient = int(rng.uniform(0.2, 0.3) * steps)
+        gaps += amplitude * math.exp(-4 * math.log(rate) * transient) * (rate ** 3) ** (2 * t)
+    gaps[gaps < UNDERFLOW] = 0.0
+    return gaps, rate, transient
+
+
+def _as_number(value: Any) -> float | None:
+    """A returned scalar (Python, numpy or torch) as a float; None for anything else (str, bool, list, arrays)."""
+    if isinstance(value, (bool, np.bool_)) or value is None:
+        return None
+    if isinstance(value, (numbers.Real, np.generic)):
+        return float(value)
+    if getattr(value, "shape", None) == () and hasattr(value, "item"):  # 0-d numpy array or torch tensor
+        item = value.item()
+        return float(item) if isinstance(item, numbers.Real) and not isinstance(item, bool) else None
+    return None
+
+
+def probe_fit_rate(fit_rate: Callable[[np.ndarray], Any], *, seed: int) -> dict[str, Any]:
+    """Evidence: ``{"curves": {curve name: {"rate": float | None, "error": str | None, "changed_input": bool}}}``."""
+    clock = Clock(PROBE_SECONDS)
+    found: dict[str, Any] = {}
+    for spec in CURVES:
+        gaps, _, _ = curve(spec, seed)
+        given = gaps.copy()
+        entry: dict[str, Any] = {"rate": None, "error": None, "changed_input": False}
+        try:
+            value = clock.call(PER_CALL, fit_rate, given, what=f"fit_rate(gaps) on the curve '{spec.name}'")
+            entry["rate"] = _as_number(value)
+            if entry["rate"] is None:
+                entry["error"] = with_hint(f"fit_rate returned {type(value).__name__} ({value!r:.40}), not a number.",
+                                           "return r as a float, e.g. `return math.exp(slope / 2)`.")
+        except AssertionError as exc:
+            entry["error"] = str(exc)
+        entry["changed_input"] = not (isinstance(given, np.ndarray) and given.shape == gaps.shape
+                                      and np.array_equal(given, gaps))
+        found[spec.name] = entry
+    if all(isinstance(e["error"], str) and "not implemented yet" in e["error"] for e in found.values()):
+        fail(next(iter(found.values()))["error"])
+    return {"curves": found}
+
+
+_BASES = [(math.log(10), "your rate's logarithm is ln 10 ≈ 2.3 times the true one: you fitted the natural log "
+                         "and turned the slope back with 10**"),
+          (1 / math.log(10), "your rate's logarithm is 1/ln 10 ≈ 0.43 of the true one: you fitted log10(gap) and "
+                             "turned the slope back with exp"),
+          (2 * math.log(10), "your rate's logarithm is 2·ln 10 ≈ 4.6 times the true one: you fitted the natural log, "
+                             "turned the slope back with 10** and did not halve it"),
+          (2 / math.log(10), "your rate's logarithm is 2/ln 10 ≈ 0.87 of the true one: you fitted log10(gap), turned "
+                             "the slope back with exp and did not halve it")]
+
+
+def _hint(spec: Curve, mine: float, true: float, steps: int, transient: int, zeros_from: int) -> str:
+    if spec.part == EARLY_ZEROS and not (math.isfinite(mine) and 0 < mine < 1):
+        return (f"On this curve the gaps are exactly 0 (float underflow) from step {zeros_from} of {steps}, so its "
+                "second half is all zeros and log(0) = −inf: leave out the zeros first (gaps[gaps > 0]), then take "
+                "the tail of what is left.")
+    if not (math.isfinite(mine) and 0 < mine < 1):
+        return ("a rate is a positive number below 1: fit a line to log(gap) against t over the tail, and "
+                "exponentiate half its slope.")
+    ratio = math.log(mine) / math.log(true)
+    if abs(ratio - 2) <= 0.1:
+        return ("your value is close to r², the rate of the loss gap: the gap is quadratic in the error "
+                "(f − f* ∝ e²), so the error's rate is the square root of the gap's, exp(slope / 2).")
+    for factor, text in _BASES:
+        if abs(ratio - factor) <= 0.03 * factor:
+            return text + ". Use one base throughout: np.log with math.exp, or np.log10 with 10**."
+    if spec.part == TRANSIENT and ratio > 1:
+        return (f"your rate is too fast: a faster mode dominates the first ~{transient} of {steps} steps. Fit only "
+                "the tail (e.g. the second half of the nonzero gaps), where the slowest mode is left; a fixed start "
+                "such as gaps[100:] is too early on a long run and past the end of a short one.")
+    if spec.part == EARLY_ZEROS:
+        return (f"the gaps are exactly 0 from step {zeros_from} of {steps}: fit only the steps before, leaving the "
+                "zeros out (replacing them by a small number bends the line).")
+    return ("fit a straight line to log(gap) against t over many steps of the tail (np.polyfit); the gaps carry "
+            "noise, so the ratio of two gaps or a short window is off by more than the tolerance.")
+
+
+def _judge_curve(entry: Any, spec: Curve, seed: int) -> str | None:
+    gaps, true, transient = curve(spec, seed)
+    steps, zeros_from = len(gaps) - 1, int(np.argmax(gaps == 0)) if (gaps == 0).any() else len(gaps)
+    where = f"on the curve '{spec.name}' ({steps} steps)"
+    if not isinstance(entry, dict):
+        return f"no rate recorded {where}."
+    if entry.get("changed_input") is True:
+        return with_hint(f"fit_rate changed the array it was given {where}: the caller still needs its gaps (the lab "
+                         "plots them after fitting).", "work on new arrays (gaps[gaps > 0] and np.log(gaps) make "
+                         "them); avoid gaps[...] = ..., gaps.sort() or out=gaps.")
+    error, mine = entry.get("error"), entry.get("rate")
+    if isinstance(error, str):  # on early zeros, a crash is most likely log(0) or an empty tail: say so
+        return with_hint(error.split("\nHint:")[0], _hint(spec, math.nan, true, steps, transient, zeros_from)) \
+            if spec.part == EARLY_ZEROS and "raised" in error else error
+    if not isinstance(mine, (int, float)) or isinstance(mine, bool):
+        return f"no rate recorded {where}."
+    if math.isfinite(mine) and 0 < mine < 1 and abs(math.log(mine) / math.log(true) - 1) <= TOLERANCE:
+        return None
+    return with_hint(f"{where[0].upper()}{where[1:]} the error contracts by r = {true:.5f} per step; your fit_rate "
+                     f"returned {mine:.5g} (ln r should be within {TOLERANCE:.0%}).",
+                     _hint(spec, float(mine), true, steps, transient, zeros_from))
+
+
+def judge_fit_rate(evidence: Any, *, seed: int) -> dict[str, str | None]:
+    """Verdict per part: every curve of the part within the tolerance (the first miss is reported)."""
+    curves = evidence.get("curves") if isinstance(evidence, dict) else None
+    if not isinstance(curves, dict):
+        return {part: "the check received no measurements (malformed evidence)." for part in POINTS}
+    verdicts: dict[str, str | None] = {part: None for part in POINTS}
+    for spec in CURVES:
+        if verdicts[spec.part] is None:
+            verdicts[spec.part] = _judge_curve(curves.get(spec.name), spec, seed)
+    return verdicts
+
+
+FIT_RATE = Exercise("Convergence rate", needs=("fit_rate",), parts=tuple(Part(p, v) for p, v in POINTS.items()),
+                    probe=probe_fit_rate, judge=judge_fit_rate)

@@ -1,0 +1,199 @@
+"""Reference optimizers of the Lab 3 tests (they live in the tests only, never in labs_utils), and helpers.
+
+``Heavy`` (SGD, momentum, Nesterov), ``RMS`` and ``Adaptive`` (Adam, AdamW) follow torch.optim; a wrong
+variant is a subclass that flips one knob or overrides one hook, so every test shows exactly one mistake.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from labs_utils import exercises
+from labs_utils.checks import check_optimizer
+from labs_utils.lab3_optimizers.checks import GRADING
+from labs_utils.lab3_optimizers.optimizer_cases import SPECS
+
+
+def run_closure(closure):
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
+
+
+class Heavy(torch.optim.Optimizer):
+    """SGD with optional momentum and Nesterov, torch's conventions."""
+
+    nesterov = False
+    ema = False  # the slides' v = βv + (1 − β)g
+    uses_momentum = True
+
+    def __init__(self, params, lr, momentum=0.9):
+        super().__init__(params, dict(lr=lr, momentum=momentum))
+
+    def hyper(self, group, key):
+        return group[key]
+
+    def gradient(self, p):
+        return p.grad
+
+    def buffer(self, p):
+        state = self.state[p]
+        if "v" not in state:
+            state["v"] = torch.zeros_like(p)
+        return state["v"]
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = run_closure(closure)
+        for group in self.param_groups:
+            lr, beta = self.hyper(group, "lr"), self.hyper(group, "momentum")
+            for p in group["params"]:
+                g = self.gradient(p)
+                if g is None:
+                    continue
+                update = g
+                if self.uses_momentum:
+                    buf = self.buffer(p)
+                    buf.mul_(beta).add_(g, alpha=(1 - beta) if self.ema else 1.0)
+                    update = g + beta * buf if self.nesterov else buf
+                p.add_(update, alpha=-lr)
+        return loss
+
+
+class PlainSGD(Heavy):
+    uses_momentum = False
+
+    def __init__(self, params, lr):
+        torch.optim.Optimizer.__init__(self, params, dict(lr=lr, momentum=0.0))
+
+
+class NesterovMomentum(Heavy):
+    nesterov = True
+
+
+class RMS(torch.optim.Optimizer):
+    eps_inside = False
+    swapped = False
+    bias_correction = False
+    start_at_g2 = False
+
+    def __init__(self, params, lr, alpha=0.99, eps=1e-8):
+        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps))
+
+    def hyper(self, group, key):
+        return group[key]
+
+    def gradient(self, p):
+        return p.grad
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = run_closure(closure)
+        for group in self.param_groups:
+            alpha = self.hyper(group, "alpha")
+            alpha = 1 - alpha if self.swapped else alpha
+            lr, eps = self.hyper(group, "lr"), self.hyper(group, "eps")
+            for p in group["params"]:
+                g = self.gradient(p)
+                if g is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["s"] = g * g if self.start_at_g2 else torch.zeros_like(p)
+                    state["t"] = 0
+                state["t"] += 1
+                s = state["s"]
+                s.mul_(alpha).addcmul_(g, g, value=1 - alpha)
+                s_hat = s / (1 - alpha ** state["t"]) if self.bias_correction else s
+                denom = (s_hat + eps).sqrt() if self.eps_inside else s_hat.sqrt().add_(eps)
+                p.addcdiv_(g, denom, value=-lr)
+        return loss
+
+
+class Adaptive(torch.optim.Optimizer):
+    """Adam (L2) or AdamW (decoupled), torch's arithmetic with lerp_."""
+
+    decoupled = False
+    bias_correction = True
+    eps_inside = False
+    decay_times_lr = True
+    decay_after_update = False
+    default_weight_decay = 0.0
+
+    def __init__(self, params, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=None):
+        wd = self.default_weight_decay if weight_decay is None else weight_decay
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=wd))
+
+    def hyper(self, group, key):
+        return group[key]
+
+    def gradient(self, p):
+        return p.grad
+
+    def moments(self, p, group):
+        state = self.state[p]
+        if not state:
+            state.update(step=0, m=torch.zeros_like(p), v=torch.zeros_like(p))
+        state["step"] += 1
+        return state["step"], state["m"], state["v"]
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = run_closure(closure)
+        for group in self.param_groups:
+            lr, (b1, b2) = self.hyper(group, "lr"), self.hyper(group, "betas")
+            eps, wd = self.hyper(group, "eps"), self.hyper(group, "weight_decay")
+            for p in group["params"]:
+                g = self.gradient(p)
+                if g is None:
+                    continue
+                shrink = 1 - (lr * wd if self.decay_times_lr else wd)
+                if self.decoupled and not self.decay_after_update:
+                    p.mul_(shrink)
+                elif not self.decoupled:
+                    g = g.add(p, alpha=wd)
+                t, m, v = self.moments(p, group)
+                m.lerp_(g, 1 - b1)
+                v.mul_(b2).addcmul_(g, g, value=1 - b2)
+                m_hat = m / (1 - b1 ** t) if self.bias_correction else m
+                v_hat = v / (1 - b2 ** t) if self.bias_correction else v
+                denom = (v_hat + eps).sqrt() if self.eps_inside else v_hat.sqrt() + eps
+                p.addcdiv_(m_hat, denom, value=-lr)
+                if self.decoupled and self.decay_after_update:
+                    p.mul_(shrink)
+        return loss
+
+
+class DecoupledAdaptive(Adaptive):
+    decoupled = True
+    default_weight_decay = 1e-2
+
+
+CORRECT = {"sgd": PlainSGD, "momentum": Heavy, "nesterov": NesterovMomentum, "rmsprop": RMS, "adam": Adaptive,
+           "adamw": DecoupledAdaptive}
+TITLES = {name: spec.title for name, spec in SPECS.items()}
+
+
+def verdicts(name, cls, seed=12345):
+    """Part name -> None or message, as the grader computes them (probe, JSON round trip, judge)."""
+    return exercises.grade_here(exercises.exercise_named(GRADING, TITLES[name]), (cls,), seed)
+
+
+def failed_parts(name, cls, seed=12345):
+    return sorted(part for part, message in verdicts(name, cls, seed).items() if message is not None)
+
+
+def points(name, cls, seed=12345):
+    exercise = exercises.exercise_named(GRADING, TITLES[name])
+    return exercises.points(exercise, verdicts(name, cls, seed))
+
+
+def rejects(name, cls, *fragments):
+    """The notebook's check fails, and its message holds every fragment."""
+    with pytest.raises(AssertionError) as info:
+        check_optimizer(name, cls)
+    message = str(info.value)
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in:\n{message}"
+    return message
