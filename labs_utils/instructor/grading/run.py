@@ -46,6 +46,16 @@ class RunState:
             self.problems.append(problem)
 
 
+def _preload(kernel: KernelSession, lab: Lab) -> None:
+    """Import the lab's checks (and torch behind them) before any student cell, under the import budget: a cell's
+    timeout then measures the student's code, never torch's import (interrupted half-way, that import would leave
+    a broken torch behind). Failing here, in a kernel no student code has touched, is the grader's own fault."""
+    outcome, error, _ = kernel.run(f"import labs_utils.evidence, {lab.module}", IMPORT_TIMEOUT_S)
+    if outcome is not CellOutcome.OK:
+        reason = f"{error.get('ename')}: {error.get('evalue')}" if error else "it timed out"
+        raise RuntimeError(f"a fresh kernel cannot import {lab.module} ({reason})")
+
+
 def _run_cells(kernel: KernelSession, state: RunState) -> None:
     """Run the code cells in order; cells that killed or hung the kernel before are skipped."""
     timeout = kernel.options.timeout
@@ -150,6 +160,7 @@ def run_submission(cells: Sequence[Cell], lab: Lab, options: Options, sandbox: S
         for _ in range(MAX_KERNEL_STARTS):
             try:
                 with KernelSession(options, workdir, sandbox) as kernel:
+                    _preload(kernel, lab)
                     _run_cells(kernel, state)
                     _probe_all(kernel, lab, cells, state)
                 break
