@@ -67,6 +67,39 @@ def set_and_reset(blocks, x, segment_size):
     return _apply_all(SetAndResetSegment, blocks, x, segment_size)
 
 
+class StateSavedForBackward(torch.autograd.Function):
+    """Keeps the random state (a tensor) with ctx.save_for_backward, next to the input and the parameters."""
+
+    @staticmethod
+    def forward(ctx, segment, x, *params):
+        ctx.segment = segment
+        ctx.save_for_backward(torch.get_rng_state(), x, *params)
+        with torch.no_grad():
+            return run_blocks(segment, x)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        state, x, *params = ctx.saved_tensors
+        x = x.detach().requires_grad_(True)
+        with torch.random.fork_rng(devices=[]), torch.enable_grad():
+            torch.set_rng_state(state)
+            out = run_blocks(ctx.segment, x)
+        return (None, *torch.autograd.grad(out, (x, *params), grad_output))
+
+
+def state_saved_for_backward(blocks, x, segment_size):
+    return _apply_all(StateSavedForBackward, blocks, x, segment_size)
+
+
+def recursive(blocks, x, segment_size):
+    """The first segment, then the rest by recursion."""
+    blocks = list(blocks)
+    if not blocks:
+        return x
+    segment = blocks[:segment_size]
+    return recursive(blocks[segment_size:], ForkRngSegment.apply(segment, x, *segment_params(segment)), segment_size)
+
+
 # --- wrong -----------------------------------------------------------------------------------------------
 class SetWithoutReset(ForkRngSegment):
     @staticmethod
@@ -149,7 +182,8 @@ def reseeds(blocks, x, segment_size):
     return _apply_all(ReseedSegment, blocks, x, segment_size)
 
 
-@pytest.mark.parametrize("implementation", [fork_rng, set_and_reset], ids=lambda f: f.__name__)
+@pytest.mark.parametrize("implementation", [fork_rng, set_and_reset, state_saved_for_backward, recursive],
+                         ids=lambda f: f.__name__)
 def test_correct_implementations_pass(implementation, capsys):
     check_dropout_checkpointing(implementation)
     assert "all 3 part(s) passed (4/4 points)" in capsys.readouterr().out
