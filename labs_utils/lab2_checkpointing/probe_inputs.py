@@ -8,6 +8,7 @@
   which event of the memory tracker's timeline.
 - :func:`make_input`: the input batch; :class:`Snapshot`: whether the student's code changed the inputs.
 - :class:`Budget`: how long the student's calls may run; past it, a call fails with a message.
+- :func:`one_thread`: torch on one CPU thread while a probe or judge runs.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from ..checking import call_student, fail
 from ..runtime import seeded
 
 WIDTH = 16
-BATCH = 64  # activations (BATCH x WIDTH) four times the size of a weight (WIDTH x WIDTH)
+BATCH = 64  # an activation (BATCH x WIDTH) is 4 weights (WIDTH x WIDTH): kept weight gradients weigh little
 ACTIVATION = BATCH * WIDTH * 8  # bytes of one float64 activation
 CALL_S, AFTER_HANG_S, TOTAL_S = 4.0, 1.0, 20.0  # time limits of the student's calls (Budget)
 
