@@ -218,6 +218,11 @@ class MemoryTracker:
                 self._sample()
         return callback
 
+    @property
+    def events(self) -> int:
+        """How many samples the timeline holds so far: the index the next one will get (e.g. to line up a log)."""
+        return len(self._timeline)
+
     def mark(self, label: str) -> None:
         """Name the present moment of the timeline, e.g. ``tracker.mark("backward")`` after the forward."""
         if self._mode is None:

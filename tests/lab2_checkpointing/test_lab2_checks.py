@@ -1,10 +1,10 @@
-"""check_checkpointing accepts correct checkpointing written in several ways and rejects the usual mistakes."""
+"""check_checkpointing accepts correct checkpointing written in several ways and rejects the usual mistakes, each
+with a message naming it (mutation tests). Non-attempts and bad input: test_lab2_non_attempts.py."""
 from __future__ import annotations
 
 import pytest
 import torch
 from reference_checkpointing import SavedInputSegment, checkpointed_saved_input, run_blocks, segment_params, segments
-from torch.utils.checkpoint import checkpoint_sequential
 
 from labs_utils import checks, exercises
 from labs_utils.lab2_checkpointing.checks import GRADING, check_checkpointing
@@ -13,11 +13,12 @@ from labs_utils.lab2_checkpointing.exercise_checkpointing import (
     GRADIENTS,
     MEMORY,
     NO_INPUT_GRAD,
+    PEAK,
     RECOMPUTATION,
 )
 
 EXERCISE = exercises.exercise_named(GRADING, "checkpointed_forward: checkpointing from scratch")
-ALL_PARTS = {GRADIENTS, MEMORY, RECOMPUTATION, NO_INPUT_GRAD, AUTOGRAD_GRAD}
+ALL_PARTS = {GRADIENTS, MEMORY, PEAK, RECOMPUTATION, NO_INPUT_GRAD, AUTOGRAD_GRAD}
 
 
 def verdicts(implementation, seed=None):
@@ -108,7 +109,112 @@ def checkpointed_input_grad_when_needed(blocks, x, segment_size):
     return x
 
 
-CORRECT = [checkpointed_saved_input, checkpointed_whole_network, checkpointed_input_grad_when_needed]
+def apply_all(function, blocks, x, segment_size):
+    for segment in segments(blocks, segment_size):
+        x = function.apply(segment, x, *segment_params(segment))
+    return x
+
+
+class InputOnCtxAttribute(torch.autograd.Function):
+    """Keeps the (detached) input and the parameters on ctx attributes instead of ctx.save_for_backward."""
+
+    @staticmethod
+    def forward(ctx, segment, x, *params):
+        ctx.segment, ctx.x, ctx.params = segment, x.detach(), params
+        with torch.no_grad():
+            return run_blocks(segment, x)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        x = ctx.x.detach().requires_grad_(True)
+        with torch.enable_grad():
+            out = run_blocks(ctx.segment, x)
+        return (None, *torch.autograd.grad(out, (x, *ctx.params), grad_output))
+
+
+def input_on_ctx_attribute(blocks, x, segment_size):
+    return apply_all(InputOnCtxAttribute, blocks, x, segment_size)
+
+
+def recursive(blocks, x, segment_size):
+    """One segment, then the rest by recursion instead of a loop."""
+    blocks = list(blocks)
+    if not blocks:
+        return x
+    segment = blocks[:segment_size]
+    return recursive(blocks[segment_size:], SavedInputSegment.apply(segment, x, *segment_params(segment)),
+                     segment_size)
+
+
+class BackwardAndRestore(SavedInputSegment):
+    """torch.autograd.backward inside backward: reads the parameters' fresh .grad, then puts the old ones back."""
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        x, *params = ctx.saved_tensors
+        x = x.detach().requires_grad_(True)
+        before = [p.grad for p in params]
+        for p in params:
+            p.grad = None
+        with torch.enable_grad():
+            torch.autograd.backward(run_blocks(ctx.segment, x), grad_output)
+        grads = [p.grad for p in params]
+        for p, grad in zip(params, before):
+            p.grad = grad
+        return (None, x.grad, *grads)
+
+
+def autograd_backward_inside(blocks, x, segment_size):
+    return apply_all(BackwardAndRestore, blocks, x, segment_size)
+
+
+class SetupContextSegment(torch.autograd.Function):
+    """The newer style: forward without ctx, setup_context saves what backward needs."""
+
+    @staticmethod
+    def forward(segment, x, *params):
+        with torch.no_grad():
+            return run_blocks(segment, x)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        segment, x, *params = inputs
+        ctx.segment = segment
+        ctx.save_for_backward(x, *params)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        return SavedInputSegment.backward(ctx, grad_output)
+
+
+def setup_context_style(blocks, x, segment_size):
+    return apply_all(SetupContextSegment, blocks, x, segment_size)
+
+
+class NoGradDecorator(SavedInputSegment):
+    @staticmethod
+    @torch.no_grad()
+    def forward(ctx, segment, x, *params):
+        ctx.segment = segment
+        ctx.save_for_backward(x, *params)
+        return run_blocks(segment, x)
+
+
+def no_grad_decorator(blocks, x, segment_size):
+    return apply_all(NoGradDecorator, blocks, x, segment_size)
+
+
+def sequential_segments(blocks, x, segment_size):
+    """The solution's loop: nn.Sequential segments, their .parameters()."""
+    for start in range(0, len(blocks), segment_size):
+        segment = torch.nn.Sequential(*blocks[start:start + segment_size])
+        x = SavedInputSegment.apply(segment, x, *segment.parameters())
+    return x
+
+
+CORRECT = [checkpointed_saved_input, checkpointed_whole_network, checkpointed_input_grad_when_needed,
+           input_on_ctx_attribute, recursive, autograd_backward_inside, setup_context_style, no_grad_decorator,
+           sequential_segments]
 
 
 # --- wrong implementations --------------------------------------------------------------------------
@@ -141,18 +247,154 @@ def stores_every_activation(blocks, x, segment_size):
     return x
 
 
-def plain_backprop(blocks, x, segment_size):
-    return run_blocks(blocks, x)
+class RetainGraph(SavedInputSegment):
+    """Keeps the replayed graph on ctx with retain_graph=True: peak 19 activations during backward, plain's 16."""
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        x, *params = ctx.saved_tensors
+        x = x.detach().requires_grad_(True)
+        with torch.enable_grad():
+            ctx.replayed = run_blocks(ctx.segment, x)
+        return (None, *torch.autograd.grad(ctx.replayed, (x, *params), grad_output, retain_graph=True))
+
+
+def retain_graph_on_ctx(blocks, x, segment_size):
+    return apply_all(RetainGraph, blocks, x, segment_size)
+
+
+REPLAYS = []
+
+
+class KeepReplays(SavedInputSegment):
+    """Keeps every replayed activation in a list (to look at them later): no segment is ever freed."""
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        x, *params = ctx.saved_tensors
+        x = x.detach().requires_grad_(True)
+        with torch.enable_grad():
+            outputs = [x]
+            for block in ctx.segment:
+                outputs.append(block(outputs[-1]))
+        REPLAYS.append(outputs)
+        return (None, *torch.autograd.grad(outputs[-1], (x, *params), grad_output))
+
+
+def segments_not_freed(blocks, x, segment_size):
+    return apply_all(KeepReplays, blocks, x, segment_size)
+
+
+class NoneForX(SavedInputSegment):
+    """Returns None for the segment input: autograd hands the segments before it zeros."""
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        _, _, *param_grads = SavedInputSegment.backward(ctx, grad_output)
+        return (None, None, *param_grads)
+
+
+def none_for_the_input(blocks, x, segment_size):
+    return apply_all(NoneForX, blocks, x, segment_size)
+
+
+def no_grad_around_apply(blocks, x, segment_size):
+    with torch.no_grad():
+        return checkpointed_saved_input(blocks, x, segment_size)
+
+
+class RequiresGradOnTheCheckpoint(SavedInputSegment):
+    """Makes the saved input itself require grad (no detach): changes the caller's batch of data."""
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        x, *params = ctx.saved_tensors
+        x.requires_grad_(True)
+        with torch.enable_grad():
+            out = run_blocks(ctx.segment, x)
+        return (None, *torch.autograd.grad(out, (x, *params), grad_output))
+
+
+def checkpoint_not_detached(blocks, x, segment_size):
+    return apply_all(RequiresGradOnTheCheckpoint, blocks, x, segment_size)
+
+
+class ReplayFromTheCheckpoint(SavedInputSegment):
+    """Neither detaches the saved input nor makes it require grad: fails for a batch of data."""
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        x, *params = ctx.saved_tensors
+        with torch.enable_grad():
+            out = run_blocks(ctx.segment, x)
+        return (None, *torch.autograd.grad(out, (x, *params), grad_output))
+
+
+def replay_from_the_checkpoint_itself(blocks, x, segment_size):
+    return apply_all(ReplayFromTheCheckpoint, blocks, x, segment_size)
+
+
+class NestedReplay(CtxAttributeSegment):
+    """Reentrant style without detach: backward() through the replay runs the segments before it, nested."""
+
+    @staticmethod
+    def forward(ctx, segment, x, *params):
+        ctx.segment, ctx.x, ctx.n_params = segment, x, len(params)
+        with torch.no_grad():
+            return run_blocks(segment, x)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        with torch.enable_grad():
+            torch.autograd.backward(run_blocks(ctx.segment, ctx.x), grad_output)
+        return (None, ctx.x.grad if ctx.x.is_leaf else None, *([None] * ctx.n_params))
+
+
+def checkpoint_not_detached_nested(blocks, x, segment_size):
+    return apply_all(NestedReplay, blocks, x, segment_size)
+
+
+class FirstToLast(WholeNetwork):
+    """One Function for all segments whose backward forgot reversed(): replays them first to last."""
+
+    @staticmethod
+    def backward(ctx, grad):
+        param_grads = []
+        for segment, x in zip(ctx.segments, ctx.saved_tensors):
+            x = x.detach().requires_grad_(True)
+            with torch.enable_grad():
+                grad, *grads = torch.autograd.grad(run_blocks(segment, x), (x, *segment_params(segment)), grad)
+            param_grads = param_grads + grads
+        return (None, None, grad, *param_grads)
+
+
+def wrong_segment_order(blocks, x, segment_size):
+    return FirstToLast.apply(blocks, segment_size, x, *segment_params(blocks))
+
+
+class KeepsTheGraph(torch.autograd.Function):
+    """Plain backprop wrapped in a Function: forward builds the graph and keeps it, backward never replays."""
+
+    @staticmethod
+    def forward(ctx, segment, x, *params):
+        x = x.detach().requires_grad_(True)
+        with torch.enable_grad():
+            ctx.out = run_blocks(segment, x)
+        ctx.x, ctx.params = x, params
+        return ctx.out.detach()
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        return (None, *torch.autograd.grad(ctx.out, (ctx.x, *ctx.params), grad_output))
+
+
+def function_without_replay(blocks, x, segment_size):
+    return apply_all(KeepsTheGraph, blocks, x, segment_size)
 
 
 def no_grad_without_function(blocks, x, segment_size):
     with torch.no_grad():
         return run_blocks(blocks, x)
-
-
-def torch_checkpoint(blocks, x, segment_size):
-    n_segments = -(-len(blocks) // segment_size)
-    return checkpoint_sequential(torch.nn.Sequential(*blocks), n_segments, x, use_reentrant=False)
 
 
 def detached_segment_inputs(blocks, x, segment_size):
@@ -262,7 +504,7 @@ def drops_blocks_beyond_last_full_segment(blocks, x, segment_size):
 def test_correct_implementations_pass(implementation, capsys):
     check_checkpointing(implementation)
     out = capsys.readouterr().out
-    assert "\u2714 checkpointed_forward: checkpointing from scratch: all 5 part(s) passed (10/10 points)" in out
+    assert "\u2714 checkpointed_forward: checkpointing from scratch: all 6 part(s) passed (10/10 points)" in out
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2**31 - 1])
@@ -274,21 +516,28 @@ def test_correct_implementation_passes_with_the_graders_fresh_seeds(seed):
 WRONG = [
     # implementation, the parts it fails, words of the message of one of them
     (stores_every_activation, {MEMORY, RECOMPUTATION}, "activations are still alive"),
-    (plain_backprop, {MEMORY, RECOMPUTATION}, "contains no torch.autograd.Function"),
-    (no_grad_without_function, ALL_PARTS, "does not require grad"),
-    (torch_checkpoint, ALL_PARTS, "Write the checkpointing yourself"),
-    (detached_segment_inputs, ALL_PARTS - {MEMORY}, "gradient stops at a segment boundary"),
+    (retain_graph_on_ctx, {PEAK}, "the segments replayed before were not freed"),
+    (segments_not_freed, {PEAK}, "the segments replayed before were not freed"),
+    (no_grad_without_function, ALL_PARTS, "ran outside any torch.autograd.Function of yours"),
+    (function_without_replay, ALL_PARTS, "its backward recomputed none of them"),
+    (detached_segment_inputs, ALL_PARTS - {MEMORY, PEAK}, "gradient stops at a segment boundary"),
+    (none_for_the_input, {GRADIENTS, NO_INPUT_GRAD, AUTOGRAD_GRAD}, "returns None (or zeros) for the segment input"),
+    (no_grad_around_apply, ALL_PARTS, "apply() was called with grad disabled"),
+    (checkpoint_not_detached, {NO_INPUT_GRAD}, "x.requires_grad (it was False, it is now True)"),
+    (replay_from_the_checkpoint_itself, {NO_INPUT_GRAD}, "x = x.detach().requires_grad_(True)"),
+    (checkpoint_not_detached_nested, ALL_PARTS - {MEMORY}, "replayed inside the backward of another segment"),
+    (wrong_segment_order, ALL_PARTS - {MEMORY, PEAK}, "replayed first to last"),
     (segments_one_too_long, {RECOMPUTATION}, "were recomputed as"),
-    (overlapping_segments, ALL_PARTS - {MEMORY}, "output"),
+    (overlapping_segments, ALL_PARTS - {MEMORY, PEAK}, "output"),
     (segments_off_by_one, {MEMORY, RECOMPUTATION}, "expected each segment once, the last first"),
     (recomputes_twice, {RECOMPUTATION}, "recomputed more than once"),
-    (only_x_as_input, {NO_INPUT_GRAD, AUTOGRAD_GRAD}, "Pass the parameters of each segment"),
+    (only_x_as_input, {PEAK, NO_INPUT_GRAD, AUTOGRAD_GRAD}, "Pass the parameters of each segment"),
     (recompute_without_grad, ALL_PARTS - {MEMORY}, "Recompute it under torch.enable_grad"),
-    (no_checkpointing_for_non_divisors, {MEMORY, RECOMPUTATION}, "segment_size=5"),
+    (no_checkpointing_for_non_divisors, ALL_PARTS - {NO_INPUT_GRAD, AUTOGRAD_GRAD}, "segment_size=5"),
     (floor_many_uneven_segments, {RECOMPUTATION}, "2 segment(s) of 6, 6 blocks"),
-    (plain_when_segment_size_is_one, {MEMORY, RECOMPUTATION}, "segment_size=1"),
-    (drops_blocks_beyond_last_full_segment, {GRADIENTS, MEMORY, RECOMPUTATION}, "output"),
-    (checkpointed_ctx_attribute, {AUTOGRAD_GRAD}, "returned None for 24 of 24 parameters"),
+    (plain_when_segment_size_is_one, ALL_PARTS - {NO_INPUT_GRAD, AUTOGRAD_GRAD}, "segment_size=1"),
+    (drops_blocks_beyond_last_full_segment, ALL_PARTS - {NO_INPUT_GRAD, AUTOGRAD_GRAD}, "output"),
+    (checkpointed_ctx_attribute, {PEAK, AUTOGRAD_GRAD}, "returned None for 24 of 24 parameters"),
 ]
 
 
@@ -299,19 +548,33 @@ def test_wrong_implementations_fail_the_parts_they_get_wrong(implementation, par
     assert any(message.lower() in result[part].lower() for part in parts), result
 
 
-@pytest.mark.parametrize("implementation", [stores_every_activation, recomputes_twice, checkpointed_ctx_attribute,
-                                            no_checkpointing_for_non_divisors, floor_many_uneven_segments],
+@pytest.mark.parametrize("implementation", [stores_every_activation, retain_graph_on_ctx, recomputes_twice,
+                                            checkpointed_ctx_attribute, no_checkpointing_for_non_divisors,
+                                            floor_many_uneven_segments, checkpoint_not_detached],
                          ids=lambda f: f.__name__)
 def test_right_gradients_with_a_flaw_earn_part_of_the_points(implementation):
     earned = exercises.points(EXERCISE, verdicts(implementation))
-    assert 0 < earned < EXERCISE.points == 10
+    assert 0 < earned < EXERCISE.points
+
+
+def test_each_part_is_judged_on_its_own():
+    """Saving every activation costs the memory after forward, not the peak during backward (it frees as it goes);
+    keeping the replays costs the peak, not the memory after forward."""
+    assert MEMORY in failed(verdicts(stores_every_activation)) and PEAK not in failed(verdicts(stores_every_activation))
+    assert failed(verdicts(retain_graph_on_ctx)) == {PEAK}
+
+
+def test_the_peak_message_compares_with_plain_backprop():
+    message = verdicts(retain_graph_on_ctx)[PEAK]
+    assert "rose from 4, what the forward pass kept, to 19" in message and "Plain backprop peaks at 16" in message
+    assert "retain_graph=True" in message
 
 
 @pytest.mark.parametrize("implementation, message", [
-    (no_checkpointing_for_non_divisors, "also one that does not divide"),
+    (no_checkpointing_for_non_divisors, "segment_size=5"),
     (floor_many_uneven_segments, "were recomputed as"),
     (stores_every_activation, "activations are still alive"),
-    (only_x_as_input, "Pass the parameters of each segment"),
+    (retain_graph_on_ctx, "not freed"),
     (not_implemented, "not implemented yet"),
 ], ids=lambda v: getattr(v, "__name__", "message"))
 def test_the_notebook_check_raises_with_the_message(implementation, message):
@@ -319,15 +582,50 @@ def test_the_notebook_check_raises_with_the_message(implementation, message):
         check_checkpointing(implementation)
 
 
+# --- hints that name the mistake, not another one ---------------------------------------------------------
+def hint(message):
+    return message.split("Hint:")[-1]
+
+
 def test_the_missing_gradient_hint_does_not_blame_detaching_when_parameters_are_not_passed():
     message = verdicts(only_x_as_input)[NO_INPUT_GRAD]
-    assert "detach" not in message.split("Hint:")[1]
+    assert "detach" not in hint(message)
 
 
+def test_none_for_the_input_is_told_to_return_the_input_gradient_not_to_recompute_with_grad():
+    result = verdicts(none_for_the_input)
+    for part in (GRADIENTS, NO_INPUT_GRAD, AUTOGRAD_GRAD):
+        assert "enable_grad" not in result[part] and "grad enabled" not in result[part]
+        assert "gradient with respect to" in hint(result[part]) and "segment input x" in result[part]
+    assert "detach" not in hint(result[GRADIENTS])
+
+
+def test_no_grad_around_apply_is_told_about_grad_mode_not_about_its_inputs():
+    message = verdicts(no_grad_around_apply)[GRADIENTS]
+    assert "torch.no_grad()" in message and "Pass the parameters" not in message
+
+
+def test_a_batch_of_data_that_is_not_detached_is_told_to_detach_it():
+    for implementation in (checkpoint_not_detached, replay_from_the_checkpoint_itself):
+        assert "x.detach().requires_grad_(True)" in verdicts(implementation)[NO_INPUT_GRAD]
+
+
+def test_recomputing_without_grad_is_told_to_enable_grad():
+    assert "torch.enable_grad()" in verdicts(recompute_without_grad)[GRADIENTS]
+
+
+# --- evidence --------------------------------------------------------------------------------------------
 def test_malformed_evidence_fails_every_part_without_crashing():
     seed = exercises.default_seed(EXERCISE)
-    for evidence in ({}, {"cases": "many"}, {"cases": [{}] * 6, "autograd_grad": 3}, None, [1, 2]):
+    good = exercises.probe(EXERCISE, [checkpointed_saved_input], seed)
+    junk = [[1, 2], None, {"phase": "forward"}]
+    broken_log = {"cases": [{**case, "log": junk} for case in good["cases"]],
+                  "autograd_grad": {**good["autograd_grad"], "log": junk}}
+    broken_timeline = {**good, "cases": [{**case, "activations": ["x"], "forward_end": 10**9}
+                                         for case in good["cases"]]}
+    for evidence in ({}, {"cases": "many"}, {"cases": [{}] * 6, "autograd_grad": 3}, None, [1, 2], broken_log):
         assert failed(exercises.judge(EXERCISE, evidence, seed)) == ALL_PARTS
+    assert {MEMORY, PEAK} <= failed(exercises.judge(EXERCISE, broken_timeline, seed))
 
 
 def test_forged_evidence_from_another_seed_fails():
@@ -336,11 +634,12 @@ def test_forged_evidence_from_another_seed_fails():
     assert GRADIENTS in failed(exercises.judge(EXERCISE, other, seed))
 
 
-def test_check_leaves_the_random_state_unchanged(capsys):
+def test_check_leaves_the_random_state_and_the_thread_count_unchanged(capsys):
     torch.manual_seed(123)
-    before = torch.get_rng_state()
+    before, threads = torch.get_rng_state(), torch.get_num_threads()
     check_checkpointing(checkpointed_saved_input)
     assert torch.equal(torch.get_rng_state(), before), "the check changed the student's random numbers"
+    assert torch.get_num_threads() == threads
 
 
 def test_wrong_signature_is_rejected():
@@ -348,9 +647,5 @@ def test_wrong_signature_is_rejected():
         check_checkpointing(lambda blocks, x: x)
 
 
-def test_grading_table_names_the_exercise_its_parts_and_ten_points():
-    assert EXERCISE.needs == ("checkpointed_forward",)
-    assert EXERCISE.points == 10
-    assert {part.name for part in EXERCISE.parts} == ALL_PARTS
-    assert EXERCISE.forbidden == ("torch.utils.checkpoint",)
+def test_the_facade_exports_the_check():
     assert checks.check_checkpointing is check_checkpointing  # re-exported for the notebooks

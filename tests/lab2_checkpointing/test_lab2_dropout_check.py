@@ -1,11 +1,11 @@
 """check_dropout_checkpointing: dropout's gradients under recomputation equal plain backprop's, the caller's
-random numbers are left as plain backprop leaves them, and the function still checkpoints."""
+random numbers are left as plain backprop leaves them, and the function still checkpoints (mutation tests;
+non-attempts: test_lab2_non_attempts.py)."""
 from __future__ import annotations
 
 import pytest
 import torch
 from reference_checkpointing import SavedInputSegment, checkpointed_saved_input, run_blocks, segment_params, segments
-from torch.utils.checkpoint import checkpoint_sequential
 
 from labs_utils import checks, exercises
 from labs_utils.lab2_checkpointing.checks import GRADING, check_dropout_checkpointing
@@ -67,6 +67,39 @@ def set_and_reset(blocks, x, segment_size):
     return _apply_all(SetAndResetSegment, blocks, x, segment_size)
 
 
+class StateSavedForBackward(torch.autograd.Function):
+    """Keeps the random state (a tensor) with ctx.save_for_backward, next to the input and the parameters."""
+
+    @staticmethod
+    def forward(ctx, segment, x, *params):
+        ctx.segment = segment
+        ctx.save_for_backward(torch.get_rng_state(), x, *params)
+        with torch.no_grad():
+            return run_blocks(segment, x)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        state, x, *params = ctx.saved_tensors
+        x = x.detach().requires_grad_(True)
+        with torch.random.fork_rng(devices=[]), torch.enable_grad():
+            torch.set_rng_state(state)
+            out = run_blocks(ctx.segment, x)
+        return (None, *torch.autograd.grad(out, (x, *params), grad_output))
+
+
+def state_saved_for_backward(blocks, x, segment_size):
+    return _apply_all(StateSavedForBackward, blocks, x, segment_size)
+
+
+def recursive(blocks, x, segment_size):
+    """The first segment, then the rest by recursion."""
+    blocks = list(blocks)
+    if not blocks:
+        return x
+    segment = blocks[:segment_size]
+    return recursive(blocks[segment_size:], ForkRngSegment.apply(segment, x, *segment_params(segment)), segment_size)
+
+
 # --- wrong -----------------------------------------------------------------------------------------------
 class SetWithoutReset(ForkRngSegment):
     @staticmethod
@@ -92,16 +125,65 @@ def one_state_for_all_segments(blocks, x, segment_size):
     return _apply_all(SharedState, blocks, x, segment_size)
 
 
-def plain_backprop(blocks, x, segment_size):
-    return run_blocks(blocks, x)
+class ForkRngRetainGraph(ForkRngSegment):
+    """Restores the random state right, but keeps each replayed graph on ctx (retain_graph=True)."""
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        with torch.random.fork_rng(devices=[]):
+            torch.set_rng_state(ctx.rng_state)
+            x, *params = ctx.saved_tensors
+            x = x.detach().requires_grad_(True)
+            with torch.enable_grad():
+                ctx.replayed = run_blocks(ctx.segment, x)
+            return (None, *torch.autograd.grad(ctx.replayed, (x, *params), grad_output, retain_graph=True))
 
 
-def torch_checkpoint(blocks, x, segment_size):
-    return checkpoint_sequential(torch.nn.Sequential(*blocks), -(-len(blocks) // segment_size), x,
-                                 use_reentrant=False)
+def fork_rng_retain_graph(blocks, x, segment_size):
+    return _apply_all(ForkRngRetainGraph, blocks, x, segment_size)
 
 
-@pytest.mark.parametrize("implementation", [fork_rng, set_and_reset], ids=lambda f: f.__name__)
+class KeepsTheGraph(torch.autograd.Function):
+    """Runs the segment with grad in forward and keeps its graph: the masks are never drawn again (no replay)."""
+
+    @staticmethod
+    def forward(ctx, segment, x, *params):
+        x = x.detach().requires_grad_(True)
+        with torch.enable_grad():
+            ctx.out = run_blocks(segment, x)
+        ctx.x, ctx.params = x, params
+        return ctx.out.detach()
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        return (None, *torch.autograd.grad(ctx.out, (ctx.x, *ctx.params), grad_output))
+
+
+def function_without_replay(blocks, x, segment_size):
+    return _apply_all(KeepsTheGraph, blocks, x, segment_size)
+
+
+class ReseedSegment(SavedInputSegment):
+    """Seeds the generator with a constant in forward and for the replay instead of saving its state."""
+
+    @staticmethod
+    def forward(ctx, segment, x, *params):
+        torch.manual_seed(0)
+        return SavedInputSegment.forward(ctx, segment, x, *params)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            return SavedInputSegment.backward(ctx, grad_output)
+
+
+def reseeds(blocks, x, segment_size):
+    return _apply_all(ReseedSegment, blocks, x, segment_size)
+
+
+@pytest.mark.parametrize("implementation", [fork_rng, set_and_reset, state_saved_for_backward, recursive],
+                         ids=lambda f: f.__name__)
 def test_correct_implementations_pass(implementation, capsys):
     check_dropout_checkpointing(implementation)
     assert "all 3 part(s) passed (4/4 points)" in capsys.readouterr().out
@@ -116,8 +198,9 @@ def test_correct_implementation_passes_with_fresh_seeds(seed):
     (checkpointed_saved_input, {DROPOUT_GRADIENTS, RNG_LEFT_ALONE}, "torch.get_rng_state()"),
     (set_without_reset, {RNG_LEFT_ALONE}, "fork_rng"),
     (one_state_for_all_segments, {DROPOUT_GRADIENTS}, "other dropout masks"),
-    (plain_backprop, {STILL_CHECKPOINTING}, "no torch.autograd.Function"),
-    (torch_checkpoint, ALL_PARTS, "Write the checkpointing yourself"),
+    (reseeds, {DROPOUT_GRADIENTS, RNG_LEFT_ALONE}, "do not draw random numbers yourself"),
+    (fork_rng_retain_graph, {STILL_CHECKPOINTING}, "the segments replayed before were not freed"),
+    (function_without_replay, ALL_PARTS, "its backward recomputed none of them"),
 ], ids=lambda v: getattr(v, "__name__", ""))
 def test_wrong_implementations_fail_the_parts_they_get_wrong(implementation, parts, message):
     result = verdicts(implementation)
@@ -125,10 +208,10 @@ def test_wrong_implementations_fail_the_parts_they_get_wrong(implementation, par
     assert any(message in result[part] for part in parts), result
 
 
-@pytest.mark.parametrize("implementation", [set_without_reset, one_state_for_all_segments, plain_backprop],
-                         ids=lambda f: f.__name__)
+@pytest.mark.parametrize("implementation", [set_without_reset, one_state_for_all_segments, fork_rng_retain_graph,
+                                            checkpointed_saved_input], ids=lambda f: f.__name__)
 def test_partly_right_implementations_earn_part_of_the_points(implementation):
-    assert 0 < exercises.points(EXERCISE, verdicts(implementation)) < EXERCISE.points == 4
+    assert 0 < exercises.points(EXERCISE, verdicts(implementation)) < EXERCISE.points
 
 
 def test_check_leaves_the_random_state_unchanged(capsys):

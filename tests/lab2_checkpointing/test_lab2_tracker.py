@@ -40,6 +40,16 @@ def test_counts_the_exact_bytes_of_tensors_created_in_the_block():
     assert kept.numel() == 1000
 
 
+def test_events_line_a_log_up_with_the_timeline():
+    with track_memory("cpu") as tracker:
+        first = torch.ones(10)
+        seen = tracker.events  # the next sample's index: what a log written now refers to
+        second = first * 2
+    timeline = tracker.report().timeline
+    assert seen >= 1 and timeline[seen - 1] == 40 and timeline[seen] == 80 and len(timeline) == tracker.events
+    assert second.numel() == 10
+
+
 def test_views_share_their_storage_and_count_once():
     with track_memory("cpu") as tracker:
         x = torch.zeros(10, 10)

@@ -1,0 +1,264 @@
+"""What both Lab 2 probes give a student's checkpointing, and how they watch it run (in the student's kernel).
+
+- :func:`make_blocks`: float64 blocks Linear + tanh (+ dropout) built from a case's seed. Every call of a block
+  notes, for the judge: the probe's phase (its forward or its backward), whether grad was enabled, and where
+  the block ran: inside the forward of which ``torch.autograd.Function`` of the student's (found from the code
+  on the call stack), inside the backward of which of its nodes (the autograd engine calls a node's backward
+  through ``BackwardCFunction.apply``, whose frame holds the node), how many such backward calls deep, and at
+  which event of the memory tracker's timeline.
+- :func:`make_input`: the input batch; :class:`Snapshot`: whether the student's code changed the inputs.
+- :class:`Budget`: how long the student's calls may run; past it, a call fails with a message.
+- :func:`one_thread`: torch on one CPU thread while a probe or judge runs.
+"""
+from __future__ import annotations
+
+import inspect
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Callable
+
+import torch
+from torch import nn
+from torch.autograd.function import BackwardCFunction
+
+from ..checking import call_student, fail
+from ..runtime import seeded
+
+WIDTH = 16
+BATCH = 64  # an activation (BATCH x WIDTH) is 4 weights (WIDTH x WIDTH): kept weight gradients weigh little
+ACTIVATION = BATCH * WIDTH * 8  # bytes of one float64 activation
+CALL_S, AFTER_HANG_S, TOTAL_S = 4.0, 1.0, 20.0  # time limits of the student's calls (Budget)
+
+_NODE_APPLY = BackwardCFunction.apply.__code__  # the engine runs a custom Function's backward through it
+
+
+def case_seed(seed: int, index: int) -> int:
+    """The seed of case ``index`` of a probe drawn with ``seed``."""
+    return (seed * 7919 + 104_729 * (index + 1)) % 2**31
+
+
+def make_input(seed: int, requires_grad: bool) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(BATCH, WIDTH, dtype=torch.float64, generator=generator).requires_grad_(requires_grad)
+
+
+class LoggedBlock(nn.Module):
+    """A block (``layers``) that calls ``note(index)`` first whenever it runs."""
+
+    def __init__(self, index: int, layers: nn.Module, note: Callable[[int], None]) -> None:
+        super().__init__()
+        self.layers = layers
+        self._index, self._note = index, note
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        self._note(self._index)
+        return self.layers(h)
+
+
+def make_blocks(n_blocks: int, seed: int, note: Callable[[int], None] = lambda index: None,
+                dropout: bool = False) -> nn.Sequential:
+    """n blocks Linear + tanh (+ Dropout(0.5)), their weights drawn from ``seed``."""
+    with seeded(seed):  # the student's random numbers stay as they were
+        return nn.Sequential(*(LoggedBlock(i, nn.Sequential(
+            nn.Linear(WIDTH, WIDTH, dtype=torch.float64), nn.Tanh(), *([nn.Dropout(0.5)] if dropout else [])), note)
+            for i in range(n_blocks)))
+
+
+# ----------------------------------------------------------------------------- where a block runs
+
+def _students(cls: Any) -> bool:
+    """A Function class of the student's (torch's own, e.g. its checkpoint, do not count)."""
+    return isinstance(cls, type) and not str(getattr(cls, "__module__", "")).startswith("torch")
+
+
+def _forward_codes() -> dict:
+    """Code object -> class name, for the forward of every torch.autograd.Function subclass outside torch."""
+    codes, stack, seen = {}, [torch.autograd.Function], set()
+    while stack:
+        for sub in stack.pop().__subclasses__():
+            if sub in seen:
+                continue
+            seen.add(sub)
+            stack.append(sub)
+            method = sub.__dict__.get("forward")
+            function = getattr(method, "__func__", method)
+            try:
+                code = getattr(inspect.unwrap(function), "__code__", None) if callable(function) else None
+            except ValueError:  # a cycle of __wrapped__
+                code = None
+            if code is not None and _students(sub):
+                codes[code] = sub.__name__
+    return codes
+
+
+def _tensors(values: Any) -> list:
+    found = []
+    for value in values:
+        if isinstance(value, torch.Tensor):
+            found.append(value)
+        elif isinstance(value, (tuple, list)):
+            found.extend(v for v in value if isinstance(v, torch.Tensor))
+    return found
+
+
+class Watch:
+    """The notes of one case's blocks. The probe sets ``phase`` and ``tracker``; ``log`` is the evidence."""
+
+    def __init__(self) -> None:
+        self.log: list = []
+        self.phase = "forward"
+        self.tracker: Any = None
+        self._nodes: dict = {}  # id of a backward node -> 1, 2, ... in the order they first ran a block
+        self._codes: dict | None = None  # forward code objects of Functions written with setup_context
+
+    def _forward_of(self, frame: Any) -> str | None:
+        """The student's Function whose forward ``frame`` runs, if it does (``frame`` runs a ``forward``)."""
+        code = frame.f_code
+        first = frame.f_locals.get(code.co_varnames[0]) if code.co_argcount else None
+        if isinstance(first, BackwardCFunction):  # forward(ctx, ...): ctx is the node of the Function
+            return first._forward_cls.__name__ if _students(getattr(first, "_forward_cls", None)) else None
+        if isinstance(first, nn.Module):  # a module's forward
+            return None
+        if self._codes is None or code not in self._codes:  # forward(...) without ctx, with setup_context
+            self._codes = _forward_codes()
+        return self._codes.get(code)
+
+    def note(self, index: int) -> None:
+        entry = {"phase": self.phase, "block": index, "grad": torch.is_grad_enabled(), "forward": None,
+                 "backward": None, "node": None, "depth": 0, "inputs_grad": None,
+                 "event": self.tracker.events if self.tracker is not None else None}
+        frame = sys._getframe(2)
+        for _ in range(5000):
+            if frame is None:
+                break
+            if frame.f_code is _NODE_APPLY:
+                node = frame.f_locals.get("self")
+                if _students(getattr(node, "_forward_cls", None)):
+                    entry["depth"] += 1
+                    if entry["backward"] is None:
+                        entry["backward"] = node._forward_cls.__name__
+                        entry["node"] = self._nodes.setdefault(id(node), len(self._nodes) + 1)
+            elif entry["forward"] is None and frame.f_code.co_name == "forward":
+                entry["forward"] = self._forward_of(frame)
+                if entry["forward"] is not None:
+                    entry["inputs_grad"] = any(t.requires_grad for t in _tensors(frame.f_locals.values()))
+            frame = frame.f_back
+        self.log.append(entry)
+
+
+def custom_functions(out: torch.Tensor) -> list:
+    """Names of the student's torch.autograd.Function classes whose nodes are in the graph of ``out``."""
+    found, seen, stack = [], set(), [out.grad_fn]
+    while stack and len(seen) < 10_000:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        if isinstance(node, BackwardCFunction) and _students(getattr(node, "_forward_cls", None)):
+            found.append(node._forward_cls.__name__)
+        stack.extend(next_node for next_node, _ in node.next_functions)
+    return found
+
+
+# ----------------------------------------------------------------------------- what the student's code changed
+
+class Snapshot:
+    """The parameters of ``blocks`` and the flags of the input, taken before the student's code runs."""
+
+    def __init__(self, blocks: nn.Module, seed: int, requires_grad: bool) -> None:
+        self.params = [p.detach().clone() for p in blocks.parameters()]
+        self.n_blocks = len(blocks)
+        self.seed, self.requires_grad = seed, requires_grad
+
+    def changes(self, blocks: nn.Module, x: torch.Tensor) -> list:
+        """What the student's code changed among the probe's inputs, in words (empty: nothing)."""
+        found = []
+        if x.requires_grad != self.requires_grad:
+            found.append(f"x.requires_grad (it was {self.requires_grad}, it is now {x.requires_grad})")
+        if not torch.equal(x.detach(), make_input(self.seed, False)):
+            found.append("the values of x")
+        params = list(blocks.parameters())
+        if len(blocks) != self.n_blocks or len(params) != len(self.params):
+            found.append("the blocks (their number or their parameters)")
+        elif any(not torch.equal(p.detach(), q) for p, q in zip(params, self.params)):
+            found.append("the values of the blocks' parameters")
+        return found
+
+
+# ----------------------------------------------------------------------------- threads and time
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run torch on one CPU thread inside the block (the probe's tensors are tiny; on a busy machine torch's
+    threads wait on each other, making a backward through a custom Function tens of times slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+
+class OutOfTime(BaseException):
+    """Raised inside the student's code when its time is up (not an Exception, so `except Exception` lets it go)."""
+
+
+@contextmanager
+def _alarm(seconds: float) -> Iterator[None]:
+    """Raise OutOfTime in this thread after ``seconds`` (again every 0.2 s until the block ends)."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield  # signals reach the main thread only: no limit elsewhere
+        return
+    armed = [True]
+
+    def ring(signum: int, frame: Any) -> None:
+        if not armed[0]:
+            return
+        if frame is not None and frame.f_globals.get("__name__") == "labs_utils.tripwire":
+            signal.setitimer(signal.ITIMER_REAL, 1e-3, 0.2)  # raising in the trip-wire's profile hook would
+            return  # make Python remove the hook: ring again in a moment, in the student's code
+        raise OutOfTime()
+
+    previous = signal.signal(signal.SIGALRM, ring)
+    outer = signal.setitimer(signal.ITIMER_REAL, max(seconds, 1e-3), 0.2)
+    start = time.monotonic()
+    try:
+        yield
+    finally:
+        armed[0] = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        if outer[0] > 0:  # someone else's timer was running: give it back what is left of it
+            signal.setitimer(signal.ITIMER_REAL, max(outer[0] - (time.monotonic() - start), 1e-3), outer[1])
+
+
+class Budget:
+    """How long the student's calls of one probe may run: ``CALL_S`` each, ``AFTER_HANG_S`` each once one has
+    hung (a correct call takes milliseconds), ``TOTAL_S`` together. Past it a call fails with a message, so
+    a function that hangs on one case fails the parts of that case only."""
+
+    def __init__(self) -> None:
+        self.limit, self.after_hang = float(CALL_S), float(AFTER_HANG_S)
+        self.total = self.left = float(TOTAL_S)
+
+    def call(self, fn: Callable, *args: Any, what: str) -> Any:
+        """``call_student(fn, *args)`` under the time limit; AssertionError naming ``what`` when it runs out."""
+        if self.left <= 0:
+            fail(f"{what} was not run: your code had already used the check's {self.total:g} s.")
+        limit = min(self.limit, self.left)
+        start = time.monotonic()
+        try:
+            with _alarm(limit):
+                return call_student(fn, *args, what=what)
+        except OutOfTime:
+            self.limit = min(self.limit, self.after_hang)
+            fail(f"{what} did not finish within {limit:g} s (a correct one takes a few milliseconds).",
+                 "Look for a loop that never ends, e.g. a while loop whose index never reaches len(blocks), or a "
+                 "function that keeps calling itself.")
+        finally:
+            self.left -= time.monotonic() - start
