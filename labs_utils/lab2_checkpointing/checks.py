@@ -2,7 +2,7 @@
 
 Each exercise is a probe (runs the student's code in their kernel, records evidence) and a judge
 (recomputes plain backprop from the same seed and compares, part by part): see
-:mod:`.exercise_checkpointing` and :mod:`.exercise_dropout`.
+:mod:`.exercise_checkpointing`, :mod:`.exercise_dropout` and :mod:`.exercise_inplace`.
 """
 from __future__ import annotations
 
@@ -11,12 +11,13 @@ from typing import Callable
 from ..exercises import LabInfo, run_exercise
 from .exercise_checkpointing import CHECKPOINTING
 from .exercise_dropout import DROPOUT
+from .exercise_inplace import IN_PLACE
 
-__all__ = ["check_checkpointing", "check_dropout_checkpointing"]
+__all__ = ["check_checkpointing", "check_dropout_checkpointing", "check_inplace_checkpointing"]
 
 LAB = LabInfo(2, "gradient checkpointing", "lab2_checkpointing")
 
-GRADING = [CHECKPOINTING, DROPOUT]
+GRADING = [CHECKPOINTING, DROPOUT, IN_PLACE]
 
 
 def check_checkpointing(fn: Callable) -> None:
@@ -27,3 +28,8 @@ def check_checkpointing(fn: Callable) -> None:
 def check_dropout_checkpointing(fn: Callable) -> None:
     """Check ``checkpointed_forward_rng(blocks, x, segment_size)``: dropout's gradients equal plain backprop's."""
     run_exercise(DROPOUT, (fn,))
+
+
+def check_inplace_checkpointing(fn: Callable) -> None:
+    """Check ``checkpointed_forward_inplace(blocks, x, segment_size)`` on segments that overwrite their input."""
+    run_exercise(IN_PLACE, (fn,))

@@ -60,8 +60,14 @@ def plot_memory_timeline(report: MemoryReport, *, segments: Sequence[tuple] | No
     recomputes = _runs(phases == "recompute")
     if segments is not None:
         if len(segments) != len(recomputes):
-            raise ValueError(f"{len(segments)} segments given but the timeline shows {len(recomputes)} "
-                             "recomputations; list the segments that were recomputed, last segment first")
+            found = (f"shows {len(recomputes)} recomputations" if recomputes else
+                     "shows no recomputation: nothing ran during backward in what you measured")
+            raise ValueError(f"This figure labels {len(segments)} recomputed segments, but the timeline {found}. "
+                             "If you measured your checkpointed_forward, it does not recompute one segment at a "
+                             "time during backward yet: run check_checkpointing(checkpointed_forward), which says "
+                             "what goes wrong, and come back to this cell when it passes. (Plotting your own "
+                             "measurement? Pass segments=None, or the segments in the order they were recomputed, "
+                             "last segment first.)")
         for (start, stop), (first, last) in zip(recomputes, segments):
             # the bump peaks after the recomputation, when the first gradients of the segment appear
             end = min(len(steps), stop + (stop - start) * 2)

@@ -28,7 +28,9 @@ def _template() -> nbformat.NotebookNode:
 
 
 def _prompts(nb: nbformat.NotebookNode) -> list[int]:
-    return [i for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and c.source == ANSWER_PROMPT]
+    """The prompts of Q1..Q4: the first after each question (the predictions in the sections have their own)."""
+    prompts = [i for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and c.source == ANSWER_PROMPT]
+    return [next(i for i in prompts if i > _question_cell(nb, f"Q{n}")) for n in (1, 2, 3, 4)]
 
 
 def _question_cell(nb: nbformat.NotebookNode, label: str) -> int:
@@ -98,7 +100,7 @@ def sheet(tmp_path_factory) -> answers.AnswerSheet:
 def test_every_lab_has_its_questions_labelled_in_order():
     found = {lab: answers.lab_questions(answers.solution_notebook(lab, ROOT / "solutions")) for lab in (0, 1, 2, 3)}
     assert {lab: [q.label for q in qs] for lab, qs in found.items()} == {
-        0: [], 1: ["P1", "Q1", "Q2", "Q3"], 2: ["Q1", "Q2", "Q3", "Q4"],
+        0: [], 1: ["P1", "Q1", "Q2", "Q3"], 2: [f"P{n}" for n in range(1, 11)] + ["Q1", "Q2", "Q3", "Q4"],
         3: ["P1", "P2", "P3", "P4", "P5", "P6", "P7", "Q1", "Q2", "Q3"]}
     for questions in found.values():
         for q in questions:
@@ -108,8 +110,9 @@ def test_every_lab_has_its_questions_labelled_in_order():
 
 
 def test_the_untouched_notebook_has_only_empty_answers(sheet):
-    assert sheet.answers["untouched"] == {f"lab2-Q{n}": "" for n in (1, 2, 3, 4)}
-    assert [q.label for q in answers.empty_answers(sheet)["untouched"]] == ["Q1", "Q2", "Q3", "Q4"]
+    assert sheet.answers["untouched"] == {q.key: "" for q in sheet.questions}
+    assert [q.label for q in answers.empty_answers(sheet)["untouched"]] == [q.label for q in sheet.questions]
+    assert [q.label for q in sheet.questions][-4:] == ["Q1", "Q2", "Q3", "Q4"]
 
 
 def test_answers_typed_in_place_of_the_prompt(sheet):

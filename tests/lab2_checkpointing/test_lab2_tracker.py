@@ -284,6 +284,14 @@ def test_timeline_plot_refuses_segments_that_do_not_match_the_recomputations():
         plot_memory_timeline(report, segments=[(1, 6)])
 
 
+def test_timeline_plot_tells_a_student_whose_function_never_recomputes_what_to_do():
+    blocks = linear_relu_blocks(6)
+    report = measure_step(blocks, make_input, blocks.parameters())  # a "checkpointed_forward" that runs plainly
+    with pytest.raises(ValueError, match="no recomputation") as raised:
+        plot_memory_timeline(report, segments=[(4, 6), (1, 3)])
+    assert "check_checkpointing(checkpointed_forward)" in str(raised.value)
+
+
 # --- lab2_checkpointing.experiments: the experiments of the lab ----------------------------------------------
 def test_largest_batch_finds_the_exact_limit_with_few_measurements():
     calls = []
