@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..checking import describe, with_hint
-from ..data import load_bundled
+from ..data import BundledDataError, load_bundled
 from ..exercises import Exercise, Part
 from ..runtime import seeded
 from . import _measures as measure
@@ -54,7 +54,10 @@ PARTS = (Part(MEETS_TARGET, 0.5),)
 
 def _digits(split: str, n: int) -> torch.Tensor:
     """The first ``n`` bundled MNIST digits of a split as float images (n, 1, 28, 28) in [0, 1]."""
-    return load_bundled(split)[0][:n].float().div(255).unsqueeze(1)
+    try:
+        return load_bundled(split)[0][:n].float().div(255).unsqueeze(1)
+    except BundledDataError as exc:
+        raise AssertionError(f"The check could not load the digits it trains on: {exc}") from None
 
 
 def probe_challenge(model: Any, *, seed: int) -> dict:
