@@ -33,11 +33,15 @@ def model_size(model: nn.Module) -> int:
     def visit(value: Any, depth: int) -> None:
         nonlocal total
         if isinstance(value, torch.Tensor):
-            storage = value.untyped_storage()
-            key = (str(value.device), storage.data_ptr(), storage.nbytes())
+            try:
+                storage = value.untyped_storage()
+                key: Any = (str(value.device), storage.data_ptr(), storage.nbytes())
+                size = storage.nbytes() // max(1, value.element_size())
+            except (RuntimeError, NotImplementedError):  # no plain storage (sparse, meta, a subclass)
+                key, size = id(value), value.numel()
             if key not in seen:
                 seen.add(key)
-                total += storage.nbytes() // max(1, value.element_size()) if storage.nbytes() else value.numel()
+                total += size
         elif isinstance(value, nn.Module):
             if id(value) not in seen:
                 seen.add(id(value))

@@ -151,9 +151,11 @@ def _hits(name: str, hit: torch.Tensor, among: torch.Tensor, x: torch.Tensor, le
     """The pixels hit among the pixels ``among`` (where a hit shows): a share ``level``, per image, whatever the
     pixel's value, and not the same pixels in images 1 and 2."""
     groups = {"dark grey": among & (x < 0.5), "light grey": among & (x >= 0.5) & (x < 1), "white": among & (x == 1)}
-    shares = {g: hit[m].double().mean().item() for g, m in groups.items() if m.sum() >= 200}
-    if len(shares) > 1 and any(_binomial_gap(s, level, groups[g].sum().item(), 5) for g, s in shares.items()) \
-            and max(shares.values()) - min(shares.values()) > 0.01:
+    sizes = {g: m.sum().item() for g, m in groups.items() if m.sum() >= 200}
+    shares = {g: hit[groups[g]].double().mean().item() for g in sizes}
+    pooled = hit[among].double().mean().item()
+    spread = 5 * math.sqrt(max(pooled * (1 - pooled), 1e-4) * 2 / max(min(sizes.values(), default=1), 1))
+    if len(shares) > 1 and max(shares.values()) - min(shares.values()) > spread + 0.005:  # the groups disagree
         found = ", ".join(f"{s:.1%} of the {g} pixels" for g, s in shares.items())
         return with_hint(f"{name}(x, {level}) {what} {found}: the chance depends on the pixel's value.",
                          "every pixel is hit with the same probability `level`, whatever its value: compare one "
@@ -203,9 +205,6 @@ def _gaussian(name: str, x: torch.Tensor, out: torch.Tensor, level: float, seed:
     both = inside[0] & inside[1]
     if both.sum() > 50 and torch.allclose(noise[0][both], noise[1][both], atol=1e-6, rtol=0):
         return _same_pattern(name, level, "noise")
-    if (out[x == 0] != 0).double().mean().item() < 0.1:
-        return with_hint(f"{call} left the black background (pixels at 0) black: the noise is multiplied by the "
-                         "pixel's value.", "add the noise, x + level * noise: it does not depend on the pixel.")
     if (noise >= -1e-7).all() or (noise <= 1e-7).all():
         unchanged = (noise[(x > 0) & (x < 1)].abs() < 1e-7).double().mean().item()
         if unchanged > 0.3:
@@ -214,10 +213,13 @@ def _gaussian(name: str, x: torch.Tensor, out: torch.Tensor, level: float, seed:
                              "result.", "add the noise first, then clamp the sum: (x + level * noise).clamp(0, 1).")
         return with_hint(f"{call}: the noise never goes {'down' if (noise >= -1e-7).all() else 'up'}; Gaussian noise "
                          "has mean 0.", "use torch.randn (normal, mean 0), not torch.rand (uniform in [0, 1)).")
-    spread = torch.stack([n[m].std() for n, m in zip(noise, inside) if m.sum() > 2])
-    if spread.numel() and spread.mean().item() < 1e-3 * level:
+    if (out[x == 0] != 0).double().mean().item() < 0.1:
+        return with_hint(f"{call} left the black background (pixels at 0) black: the noise is multiplied by the "
+                         "pixel's value.", "add the noise, x + level * noise: it does not depend on the pixel.")
+    spread = [n[m].std().item() for n, m in zip(noise, inside) if m.sum() > 2]
+    if spread and sum(spread) / len(spread) < 1e-3 * level:
         return with_hint(f"{call}: the noise is (nearly) constant within each image (standard deviation "
-                         f"{spread.mean().item():.4f}); each pixel needs its own noise value.", PER_PIXEL)
+                         f"{sum(spread) / len(spread):.4f}); each pixel needs its own noise value.", PER_PIXEL)
     middle = noise[inside & (x >= 0.25) & (x <= 0.75)]  # at level 0.05 no clamp reaches these: plain noise
     if level <= 0.1:
         mean, std = middle.mean().item(), middle.std().item()

@@ -157,7 +157,7 @@ def salt_and_pepper_whole_images(x, level, generator=None):
 
 @pytest.mark.parametrize("wrong, message", [
     (salt_only, "needs both"),
-    (salt_and_pepper_twice_the_level, r"changed .* of the pixels"),
+    (salt_and_pepper_twice_the_level, r"changed 9\.\d% of the pixels \(between \d+% and \d+% per image\); expected 5%"),
     (salt_and_pepper_grey_values, "exactly 1 \\(salt\\) or 0 \\(pepper\\)"),
     (salt_and_pepper_in_place, "in place"),
     (salt_and_pepper_whole_images, "per image"),
@@ -349,6 +349,10 @@ def gaussian_noise_clamped_both_ways(x, level, generator=None):
     return x + (level * torch.randn(x.shape, generator=generator)).clamp(-1, 1)
 
 
+def gaussian_noise_only_down(x, level, generator=None):
+    return (x - level * torch.rand(x.shape, generator=generator)).clamp(0, 1)
+
+
 def mask_to_grey(x, level, generator=None):
     return torch.where(torch.rand(x.shape, generator=generator) < level, torch.full_like(x, 0.5), x)
 
@@ -379,6 +383,7 @@ DATA_LIKE_MISTAKES = [
     (gaussian_clamped_noise, "gaussian", "range", "it looks like the noise was clamped, not the result"),
     (gaussian_clamped_noise_then_result, "gaussian", "statistics", "the noise was clamped, not the result"),
     (gaussian_noise_clamped_both_ways, "gaussian", "range", "clamping the noise alone does not keep x + noise"),
+    (gaussian_noise_only_down, "gaussian", "statistics", "the noise never goes up; Gaussian noise has mean 0"),
     (mask_to_grey, "mask", "statistics", "changed pixels to values such as [0.5, 0.5, 0.5]; masked pixels become 0"),
     (mask_proportional_to_the_pixel, "mask", "statistics", "the chance depends on the pixel's value"),
     (mask_by_dimming, "mask", "statistics", "masked pixels become 0 and every other pixel keeps its value"),
