@@ -8,7 +8,14 @@ student's code becomes an AssertionError that names it.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+import linecache
+import os
+import signal
+import sysconfig
+import threading
+import traceback
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Callable
 
 import torch
@@ -31,14 +38,89 @@ def describe(fn: Any) -> str:
     return getattr(fn, "__name__", None) or type(fn).__name__
 
 
-def call_student(fn: Callable, *args: Any, what: str | None = None, **kwargs: Any) -> Any:
-    """Call student code; turn any exception it raises into an AssertionError that names it."""
+class TimeLimitExceeded(AssertionError):
+    """Student code that ran past its time limit (see :func:`time_limit`)."""
+
+
+@contextmanager
+def time_limit(seconds: float | None, what: str) -> Iterator[None]:
+    """Raise :class:`TimeLimitExceeded` in the code inside the block once it has run ``seconds`` (wall clock).
+
+    A SIGALRM timer: it works in the main thread on POSIX systems (a notebook's kernel, the grader's kernel,
+    pytest); elsewhere, or inside another running timer, the block runs without a limit. A loop of Python code
+    stops at once; a single long torch operation stops when it returns.
+    """
+    usable = (seconds is not None and hasattr(signal, "setitimer")
+              and threading.current_thread() is threading.main_thread()
+              and signal.getitimer(signal.ITIMER_REAL)[0] == 0)
+    if not usable:
+        yield
+        return
+
+    def out_of_time(signum: int, frame: Any) -> None:
+        raise TimeLimitExceeded(with_hint(
+            f"{what} did not finish within {seconds:g} s.",
+            "Look for a loop that never ends (a while loop whose condition never changes), or far more work "
+            "than the exercise needs: the check calls it on a few small batches, which takes well under a second."))
+
+    previous = signal.signal(signal.SIGALRM, out_of_time)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _library_folders() -> tuple[str, ...]:
+    """Folders whose code is not the student's: this package, torch, Python's library and installed packages."""
+    paths = sysconfig.get_paths()
+    folders = {os.path.dirname(os.path.abspath(__file__)), os.path.dirname(os.path.abspath(torch.__file__)),
+               *(os.path.abspath(paths[key]) for key in ("stdlib", "platstdlib", "purelib", "platlib") if key in paths)}
+    return tuple(folder + os.sep for folder in folders)
+
+
+def student_line(exc: BaseException) -> str | None:
+    """The innermost line of the student's own code in ``exc``'s traceback, e.g. ``line 7, `return x + y```.
+
+    None when the traceback holds no such line (the error came from the check's own arguments, or from torch
+    called directly).
+    """
+    folders = _library_folders()
+    found = None
+    for frame, lineno in traceback.walk_tb(exc.__traceback__):
+        filename = frame.f_code.co_filename
+        if not os.path.abspath(filename).startswith(folders) and not filename.startswith("<frozen"):
+            found = (filename, lineno)
+    if found is None:
+        return None
+    code = linecache.getline(*found).strip()
+    return f"line {found[1]}" + (f", `{code}`" if code else "")
+
+
+def _crash_hint(exc: BaseException) -> str:
+    """What a student can do about an exception their code raised (the check's traceback does not show their code)."""
+    if isinstance(exc, RecursionError):
+        return ("Your code calls itself without end: e.g. a forward that calls self(x) or self.forward(x), or a "
+                "function that calls itself instead of the layer or function of the same name.")
+    line = student_line(exc)
+    if line is None:
+        return "Read the error message above: it says which operation failed and why, often with the shapes involved."
+    return f"It was raised at {line} of your code (the traceback shows only the check: this is the line to fix)."
+
+
+def call_student(fn: Callable, *args: Any, what: str | None = None, seconds: float | None = None,
+                 **kwargs: Any) -> Any:
+    """Call student code; turn any exception it raises into an AssertionError that names it and the line of the
+    student's code that raised it. With ``seconds``, a call still running after that long is stopped with
+    :class:`TimeLimitExceeded` (see :func:`time_limit`)."""
     label = what or f"{describe(fn)}(...)"
     if not callable(fn):
         fail(f"Expected a function or class, got {type(fn).__name__} ({fn!r:.60}).",
              "Pass the function itself (no parentheses), e.g. check(my_function).")
     try:
-        return fn(*args, **kwargs)
+        with time_limit(seconds, label):
+            return fn(*args, **kwargs)
     except NotImplementedError:
         raise AssertionError(
             f"{label} is not implemented yet (it raised NotImplementedError).\n"
@@ -48,10 +130,7 @@ def call_student(fn: Callable, *args: Any, what: str | None = None, **kwargs: An
     except AssertionError:
         raise
     except Exception as exc:
-        raise AssertionError(
-            f"{label} raised {type(exc).__name__}: {exc}\n"
-            "Hint: the traceback above points at the line of your code that failed."
-        ) from exc
+        raise AssertionError(with_hint(f"{label} raised {type(exc).__name__}: {exc}", _crash_hint(exc))) from exc
 
 
 def require_parameters(fn: Callable, names: Sequence[str], example: str) -> None:

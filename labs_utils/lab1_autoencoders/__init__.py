@@ -3,9 +3,9 @@
     from labs_utils import lab1_autoencoders as lab1
 
 - ``analysis``: the PCA baseline, MSE/PSNR/k-NN measurements, classical filters
-- ``experiments``: BatchNorm on and off over seeds, the open challenge's rules
+- ``experiments``: BatchNorm on and off over seeds, the open challenge's verdict
 - ``figures``: the lab's figures and slider explorers
-- ``checks``: the exercise checks and the lab's ``GRADING`` table
+- ``checks``: the exercise checks and the lab's ``GRADING`` table (each exercise in an ``exercise_*`` module)
 
 Names load lazily: importing the checks does not import the figures.
 """
@@ -29,7 +29,8 @@ _EXPORTS = {
     "Corruption": "analysis",
     "without_batchnorm": "experiments",
     "batchnorm_seeds": "experiments",
-    "CHALLENGE": "experiments",
+    "CHALLENGE": "exercise_challenge",
+    "model_size": "_measures",
     "challenge_verdict": "experiments",
     "DIGIT_COLORS": "figures",
     "plot_interpolations": "figures",

@@ -1,4 +1,4 @@
-"""Lab 1's small experiments: BatchNorm on and off over several seeds, and the open challenge's rules.
+"""Lab 1's small experiments: BatchNorm on and off over several seeds, and the open challenge's verdict.
 
     runs = batchnorm_seeds(lambda: ConvAutoencoder(32), train, seeds=range(4), steps=100, x_train=x_train,
                            x_val=x_val, lr=2e-3)
@@ -13,7 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checking import fail
+from ..runtime import fast_mode
+from ._measures import model_size
 from .analysis import reconstruction_mse
+from .exercise_challenge import CHALLENGE
 
 STUCK_SHARE = 0.8  # a run whose validation MSE is above 80 % of the mean image's learned next to nothing
 
@@ -93,104 +97,18 @@ def batchnorm_seeds(make_model: Callable[[], nn.Module], train: Callable[..., ob
 
 # ----------------------------------------------------------------------------- the open challenge
 
-@dataclass(frozen=True)
-class Challenge:
-    """The open challenge's rules: a code of ``code_dim`` numbers, at most ``max_parameters`` weights, at most
-    ``max_seconds`` of training on a laptop CPU, a test MSE of at most ``target_mse`` (full mode)."""
-
-    code_dim: int = 32
-    max_parameters: int = 50_000
-    max_seconds: float = 60.0
-    target_mse: float = 0.0100
-
-
-CHALLENGE = Challenge()
-
-
-def probe_challenge(model: object, *, seed: int) -> dict:
-    """Measure the challenge model (an instance, or a class built with its defaults): its parameter count, the
-    shape of its codes and images for a batch of digit-like images drawn from ``seed``, and the images' range."""
-    from ..checking import call_student, describe
-    from ..runtime import seeded
-    from ._noise_probes import digit_like_images
-
-    name = describe(type(model) if isinstance(model, nn.Module) else model)
-    if not isinstance(model, nn.Module):
-        with seeded(seed):
-            model = call_student(model, what=f"{name}()")
-    evidence: dict = {"name": name, "type": type(model).__name__}
-    if not isinstance(model, nn.Module):
-        return evidence
-    evidence["parameters"] = sum(p.numel() for p in model.parameters())
-    evidence["halves"] = [h for h in ("encoder", "decoder") if isinstance(getattr(model, h, None), nn.Module)]
-    images = digit_like_images(8, seed)
-    training = model.training
-    device = next(model.parameters(), torch.empty(0)).device
-    try:
-        model.eval()
-        with torch.no_grad():
-            if len(evidence["halves"]) == 2:
-                codes = call_student(model.encoder, images.to(device), what=f"{name}.encoder(images)")
-                evidence["codes_shape"] = list(codes.shape) if isinstance(codes, torch.Tensor) else type(codes).__name__
-            output = call_student(model, images.to(device), what=f"{name}(images)")
-            if isinstance(output, torch.Tensor):
-                evidence["output_shape"] = list(output.shape)
-                evidence["output_range"] = [float(output.min()), float(output.max())] if output.numel() else []
-    finally:
-        model.train(training)
-    return evidence
-
-
-def judge_challenge(evidence: object, *, seed: int) -> dict:
-    """Part "code size and parameter budget" of the open challenge (the error target is checked in full mode
-    in the notebook: the grader runs fast mode, where nobody trains long enough)."""
-    from .checks import CHALLENGE_PARTS
-
-    part = CHALLENGE_PARTS[0].name
-    if not isinstance(evidence, dict):
-        return {part: "the check's evidence is malformed."}
-    name, rules = evidence.get("name", "your model"), CHALLENGE
-    if "parameters" not in evidence:
-        return {part: f"{name} is a {evidence.get('type')}, not an nn.Module. Hint: define a class with "
-                      "self.encoder and self.decoder like ConvAutoencoder, and pass the trained instance."}
-    if evidence.get("halves") != ["encoder", "decoder"]:
-        return {part: f"{name} needs the two halves self.encoder and self.decoder (the code is what the encoder "
-                      "returns). Hint: assign both in __init__, as in ConvAutoencoder."}
-    if evidence.get("codes_shape") != [8, rules.code_dim]:
-        return {part: f"{name}.encoder turns 8 images into shape {evidence.get('codes_shape')}; the challenge's "
-                      f"code is {rules.code_dim} numbers per image: (8, {rules.code_dim}). Hint: end the encoder "
-                      f"with a Linear layer to {rules.code_dim} outputs."}
-    if evidence.get("output_shape") != [8, 1, 28, 28]:
-        return {part: f"{name} turns 8 images into shape {evidence.get('output_shape')}, not (8, 1, 28, 28). "
-                      "Hint: the decoder must give images back at their size (see the transposed-convolution "
-                      "formula of exercise 3)."}
-    low, high = (evidence.get("output_range") or [0.0, 0.0])[:2]
-    if not (0.0 <= low and high <= 1.0):
-        return {part: f"{name}'s images range from {low:.3g} to {high:.3g}, outside [0, 1]. Hint: end the decoder "
-                      "with a sigmoid, like the pixels."}
-    count = evidence["parameters"]
-    if not isinstance(count, int) or count > rules.max_parameters:
-        return {part: f"{name} has {count:,} parameters, over the budget of {rules.max_parameters:,}. Hint: "
-                      "lu.count_parameters on each layer shows where they are; the Linear layers next to the code "
-                      "usually hold most of them: fewer or smaller feature maps before the code shrink them."}
-    return {part: None}
-
-
 def challenge_verdict(model: nn.Module, train_seconds: float, test_images: torch.Tensor) -> float:
     """After training: the challenge model's test MSE, with a printed verdict. In full mode it says whether the
     training kept to the time budget and the error reached the target, and what to change if not; it does not
-    raise, so that Restart & Run All still reaches the lab's summary (the challenge's points come from the rules
-    check alone). Fast mode trains too little to say. Returns the test MSE."""
-    from ..checking import fail
-    from ..runtime import fast_mode
-
+    raise, so that Restart & Run All still reaches the lab's summary (the challenge's points come from
+    ``check_challenge``, which trains the design itself). Fast mode trains too little to say. Returns the test MSE."""
     try:
         seconds = float(train_seconds)
     except (TypeError, ValueError):
         fail(f"train_seconds is {train_seconds!r}, not a number of seconds.",
              "Measure the training: start = time.perf_counter() before it, time.perf_counter() - start after.")
     mse = reconstruction_mse(model, test_images)
-    summary = (f"{sum(p.numel() for p in model.parameters()):,} parameters, {seconds:.0f} s of training, "
+    summary = (f"{model_size(model):,} numbers, {seconds:.0f} s of training, "
                f"test MSE {mse:.4f} (target {CHALLENGE.target_mse}, budget {CHALLENGE.max_seconds:.0f} s)")
     if fast_mode():
         print(f"[fast mode: {summary}; the target and the budget are judged in full mode only]")
@@ -202,7 +120,7 @@ def challenge_verdict(model: nn.Module, train_seconds: float, test_images: torch
     if not mse <= CHALLENGE.target_mse:
         missed.append(f"the test MSE is {mse:.4f}, above the target of {CHALLENGE.target_mse}: choose on the "
                       "validation digits a learning rate, the steps the budget allows, and where the parameters go "
-                      "(the Linear layers next to the code cost the most)")
+                      "(the Linear layers next to the code hold the most)")
     if missed:
         print(f"\u2718 Open challenge not met yet: {summary}.\n  " + ";\n  ".join(m[0].upper() + m[1:] for m in missed)
               + ".")

@@ -1,4 +1,6 @@
-"""labs_utils.checks._common: how every check talks to a student."""
+"""labs_utils.checking: how every check talks to a student."""
+import signal
+
 import pytest
 import torch
 
@@ -22,6 +24,43 @@ def test_an_exception_in_student_code_is_named_and_chained():
     with pytest.raises(AssertionError, match="add_noise\\(...\\) raised TypeError") as info:
         _common.call_student(add_noise, 1)
     assert isinstance(info.value.__cause__, TypeError)
+
+
+def test_an_exception_names_the_line_of_student_code_that_raised_it():
+    def add_noise(x):
+        doubled = x * 2
+        return doubled + "a"
+
+    with pytest.raises(AssertionError) as info:
+        _common.call_student(add_noise, 1)
+    assert 'It was raised at line' in str(info.value) and '`return doubled + "a"`' in str(info.value)
+    assert "traceback above" not in str(info.value)
+
+
+def test_an_error_raised_by_the_library_only_is_not_blamed_on_a_line_of_the_student():
+    with pytest.raises(AssertionError) as info:
+        _common.call_student(torch.zeros(2).view, 3, what="view")
+    assert "It was raised at" not in str(info.value) and "Read the error message" in str(info.value)
+
+
+def test_endless_recursion_is_named():
+    def add_noise(x):
+        return add_noise(x)
+
+    with pytest.raises(AssertionError, match="(?s)raised RecursionError.*calls itself without end"):
+        _common.call_student(add_noise, 1)
+
+
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="time limits need SIGALRM (POSIX)")
+def test_a_time_limit_stops_a_loop_that_never_ends():
+    def add_noise(x):
+        while True:
+            x = x + 1
+
+    with pytest.raises(_common.TimeLimitExceeded, match=r"(?s)add_noise\(x\) did not finish within 0.2 s.*loop"):
+        _common.call_student(add_noise, 1, what="add_noise(x)", seconds=0.2)
+    assert _common.call_student(lambda x: x + 1, 1, seconds=0.2) == 2  # and the timer is off again afterwards
+    assert signal.getitimer(signal.ITIMER_REAL)[0] == 0
 
 
 def test_a_student_assertion_passes_through_unchanged():

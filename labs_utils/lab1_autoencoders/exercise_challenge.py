@@ -1,0 +1,167 @@
+"""Exercise 6, the open challenge ``ChallengeAutoencoder``: its rules, probe (student's kernel) and judge.
+
+The points come from a result the check measures itself, never from the student's own numbers: the probe
+builds a fresh model from the student's class, checks the rules (a code of 32 numbers, images in [0, 1] out
+of ``self.decoder``, black and white both reachable, at most 50,000 numbers held), then trains it from a fixed
+seed for a short budget (a few seconds on a CPU) on bundled MNIST training digits and measures its MSE on
+bundled test digits. An untrained model, or one that cannot learn, misses the target. The full challenge
+(60 s of training, test MSE 0.010) is the student's to reach; ``experiments.challenge_verdict`` reports it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..checking import describe, with_hint
+from ..data import BundledDataError, load_bundled
+from ..exercises import Exercise, Part
+from ..runtime import seeded
+from . import _measures as measure
+from ._calls import StudentCalls
+from ._inputs import digit_like_images, generator
+
+
+@dataclass(frozen=True)
+class Challenge:
+    """The open challenge's rules: a code of ``code_dim`` numbers, at most ``max_numbers`` numbers held (see
+    :func:`~labs_utils.lab1_autoencoders.model_size`), at most ``max_seconds`` of training on a laptop CPU, a test
+    MSE of at most ``target_mse`` (full mode); and the check's own training: ``check_steps`` Adam steps at
+    ``check_lr`` on batches of ``check_batch`` of ``check_digits`` training digits, from seed ``check_seed``, to a
+    test MSE of at most ``check_mse`` on ``check_test_digits`` test digits (the section 4 design: 0.02-0.035; the
+    mean image: 0.068; an untrained model: 0.1-0.25)."""
+
+    code_dim: int = 32
+    max_numbers: int = 50_000
+    max_seconds: float = 60.0
+    target_mse: float = 0.0100
+    check_steps: int = 200
+    check_batch: int = 16
+    check_lr: float = 5e-3
+    check_digits: int = 2000
+    check_test_digits: int = 500
+    check_seed: int = 0
+    check_mse: float = 0.05
+    check_seconds: float = 60.0
+
+
+CHALLENGE = Challenge()
+MEETS_TARGET = f"trained by the check: test MSE at most {CHALLENGE.check_mse}, within the rules"
+PARTS = (Part(MEETS_TARGET, 0.5),)
+
+
+def _digits(split: str, n: int) -> torch.Tensor:
+    """The first ``n`` bundled MNIST digits of a split as float images (n, 1, 28, 28) in [0, 1]."""
+    try:
+        return load_bundled(split)[0][:n].float().div(255).unsqueeze(1)
+    except BundledDataError as exc:
+        raise AssertionError(f"The check could not load the digits it trains on: {exc}") from None
+
+
+def probe_challenge(model: Any, *, seed: int) -> dict:
+    """Build a fresh model from the student's class (or an instance's), measure the rules, train it as
+    ``CHALLENGE`` says and measure its test MSE."""
+    rules, calls = CHALLENGE, StudentCalls()
+    cls = type(model) if isinstance(model, nn.Module) else model
+    name = describe(cls)
+    with seeded(rules.check_seed):  # the initial weights, as the training: fixed, whatever the grading seed
+        built = calls(cls, what=f"{name}()")
+    evidence: dict[str, Any] = {"name": name, "type": type(built).__name__}
+    if not isinstance(built, nn.Module):
+        return evidence
+    evidence["numbers"] = measure.model_size(built)
+    evidence["halves"] = [h for h in ("encoder", "decoder") if isinstance(getattr(built, h, None), nn.Module)]
+    if len(evidence["halves"]) < 2:
+        return evidence
+    built.eval()
+    try:
+        with torch.no_grad():
+            codes = calls(built.encoder, digit_like_images(8, seed), what=f"{name}.encoder(images)")
+            evidence["codes_shape"] = measure.shape(codes)
+            if evidence["codes_shape"] != [8, rules.code_dim]:
+                return evidence
+            evidence["images_shape"] = measure.shape(calls(built.decoder, codes, what=f"{name}.decoder(codes)"))
+        evidence["range"] = measure.decoder_range(calls, built.decoder, (rules.code_dim,), generator(seed),
+                                                  f"{name}.decoder(codes)")
+        measure.warm_up()
+        with seeded(rules.check_seed):
+            calls(measure.train, built, _digits("train", rules.check_digits), rules.check_steps, rules.check_batch,
+                  rules.check_lr, generator(rules.check_seed), seconds=rules.check_seconds,
+                  what=f"training {name}() for {rules.check_steps} Adam steps")
+        evidence["mse"] = calls(measure.evaluate, built, _digits("test", rules.check_test_digits),
+                                what=f"{name} on {rules.check_test_digits} test digits")
+    except AssertionError as exc:
+        evidence["error"] = str(exc)
+    return evidence
+
+
+def _judge_rules(evidence: dict, name: str) -> str | None:
+    rules = CHALLENGE
+    if "numbers" not in evidence:
+        return with_hint(f"{name}() is a {evidence.get('type')}, not an nn.Module.",
+                         "define a class with self.encoder and self.decoder like ConvAutoencoder, and pass the class.")
+    if evidence.get("halves") != ["encoder", "decoder"]:
+        return with_hint(f"{name} needs the two halves self.encoder and self.decoder (the code is what the encoder "
+                         "returns).", "assign both in __init__, as in ConvAutoencoder.")
+    if isinstance(evidence.get("error"), str) and "codes_shape" not in evidence:
+        return evidence["error"]
+    if evidence.get("codes_shape") != [8, rules.code_dim]:
+        return with_hint(f"{name}.encoder turns 8 images into shape {evidence.get('codes_shape')}; the challenge's "
+                         f"code is {rules.code_dim} numbers per image: (8, {rules.code_dim}).",
+                         f"end the encoder with a Linear layer to {rules.code_dim} outputs.")
+    if isinstance(evidence.get("error"), str) and "images_shape" not in evidence:
+        return evidence["error"]
+    if evidence.get("images_shape") != [8, 1, 28, 28]:
+        return with_hint(f"{name}.decoder turns 8 codes into shape {evidence.get('images_shape')}, not (8, 1, 28, 28).",
+                         "the decoder must give images back at their size (see the transposed-convolution formula of "
+                         "exercise 3).")
+    numbers = evidence.get("numbers")
+    if not isinstance(numbers, int):
+        return "The check could not read how many numbers the model holds."
+    if numbers > rules.max_numbers:
+        return with_hint(f"{name} holds {numbers:,} numbers (parameters, buffers and other tensors), over the budget "
+                         f"of {rules.max_numbers:,}.", "lab1.model_size on each layer shows where they are; the Linear "
+                         "layers next to the code usually hold most of them: fewer or smaller feature maps before the "
+                         "code shrink them.")
+    return None
+
+
+def judge_challenge(evidence: Any, *, seed: int) -> dict:
+    """Part MEETS_TARGET: the rules, the decoder's range, then the MSE the check's training reached."""
+    if not isinstance(evidence, dict):
+        raise AssertionError("The check's evidence is malformed.")
+    name, rules = str(evidence.get("name", "your model")), CHALLENGE
+    problem = _judge_rules(evidence, name)
+    if problem:
+        return {MEETS_TARGET: problem}
+    found = evidence.get("range")
+    if isinstance(evidence.get("error"), str) and found is None:
+        return {MEETS_TARGET: evidence["error"]}
+    if not (isinstance(found, list) and len(found) == 2 and all(isinstance(v, float) for v in found)):
+        return {MEETS_TARGET: "The check could not read the range of the decoder's pixels."}
+    low, high = found
+    if not (0.0 <= low and high <= 1.0) or low > measure.BLACK or high < measure.WHITE:
+        return {MEETS_TARGET: with_hint(
+            f"{name}.decoder draws pixels from {low:.3g} to {high:.3g} for codes near and far from 0; the challenge "
+            f"asks for images in [0, 1], from black (below {measure.BLACK}) to white (above {measure.WHITE}).",
+            "end the decoder with one sigmoid right after its last layer, with nothing in between (a ReLU before the "
+            "sigmoid keeps every pixel at 0.5 or above).")}
+    if isinstance(evidence.get("error"), str):
+        return {MEETS_TARGET: evidence["error"]}
+    mse = evidence.get("mse")
+    if not isinstance(mse, float):
+        return {MEETS_TARGET: "The check could not read the test MSE of its training."}
+    if not mse <= rules.check_mse:  # NaN fails too
+        return {MEETS_TARGET: with_hint(
+            f"Trained by the check ({rules.check_steps} Adam steps at lr {rules.check_lr} on batches of "
+            f"{rules.check_batch} digits, seed {rules.check_seed}), {name} reaches a test MSE of {mse:.4f} on "
+            f"{rules.check_test_digits} digits; the check asks for at most {rules.check_mse} (a model that draws the "
+            "mean image scores about 0.068).",
+            "a design that learns this fast: BatchNorm after the (transposed) convolutions, ReLU between layers, "
+            "enough feature maps (the section 4 layout with fewer channels reaches about 0.03 here).")}
+    return {MEETS_TARGET: None}
+
+
+CHALLENGE_EXERCISE = Exercise("Open challenge", ("ChallengeAutoencoder",), PARTS, probe_challenge, judge_challenge)

@@ -1,0 +1,119 @@
+"""Lab 1's open challenge check: it builds the student's design afresh, checks the rules and trains it itself, so
+its points come from a test MSE the check measured; designs outside the rules, or that cannot learn, earn 0."""
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+from lab1_references import ChallengeAutoencoder
+from torch import nn
+
+from labs_utils import exercises
+from labs_utils.checks import check_challenge
+from labs_utils.lab1_autoencoders import model_size
+from labs_utils.lab1_autoencoders.exercise_challenge import CHALLENGE, CHALLENGE_EXERCISE, MEETS_TARGET
+
+
+@functools.cache
+def verdict(model) -> str | None:
+    """The check's verdict (each design trains once per test run)."""
+    return exercises.grade_here(CHALLENGE_EXERCISE, (model,), seed=4)[MEETS_TARGET]
+
+
+def test_the_notebook_design_passes_as_a_class(capsys):
+    check_challenge(ChallengeAutoencoder)
+    assert "\u2714 Open challenge: all 1 part(s) passed (0.5/0.5 points)" in capsys.readouterr().out
+
+
+def test_an_instance_is_judged_by_a_fresh_model_of_its_class():
+    trained_elsewhere = ChallengeAutoencoder()
+    with torch.no_grad():
+        for p in trained_elsewhere.parameters():
+            p.fill_(0.0)  # whatever the instance holds, the check builds and trains its own
+    assert verdict(trained_elsewhere) is None
+
+
+def test_a_smaller_design_with_other_channels_passes():
+    class Narrow(ChallengeAutoencoder):
+        def __init__(self, code_dim: int = 32):
+            super().__init__(code_dim, channels=(8, 16, 8))
+
+    assert model_size(Narrow()) < 15_000 and verdict(Narrow) is None
+
+
+class ExtraBuffer(ChallengeAutoencoder):
+    """Under 50,000 parameters, but a buffer takes the numbers it holds over the budget."""
+
+    def __init__(self, code_dim: int = 32):
+        super().__init__(code_dim)
+        self.register_buffer("lookup", torch.zeros(15_000))
+
+
+class HiddenWeights(ChallengeAutoencoder):
+    """Weights kept as a plain tensor with requires_grad, outside parameters()."""
+
+    def __init__(self, code_dim: int = 32):
+        super().__init__(code_dim)
+        self.extra = torch.zeros(784, 20, requires_grad=True)
+
+
+class Tiny(ChallengeAutoencoder):
+    """One feature map per layer: a few hundred numbers, which cannot draw or learn the digits."""
+
+    def __init__(self, code_dim: int = 32):
+        super().__init__(code_dim, channels=(1, 1, 1))
+
+
+class FrozenEncoder(ChallengeAutoencoder):
+    """Within the rules, but its encoder never trains: the decoder alone learns little more than the mean image."""
+
+    def __init__(self, code_dim: int = 32):
+        super().__init__(code_dim)
+        self.encoder.requires_grad_(False)
+
+
+class ReluBeforeSigmoid(ChallengeAutoencoder):
+    def __init__(self, code_dim: int = 32):
+        super().__init__(code_dim)
+        self.decoder.insert(len(self.decoder) - 1, nn.ReLU())
+
+
+class SigmoidInForwardOnly(ChallengeAutoencoder):
+    """The decoder ends without a sigmoid; forward adds it: the text asks for images in [0, 1] out of the decoder."""
+
+    def __init__(self, code_dim: int = 32):
+        super().__init__(code_dim)
+        self.decoder = self.decoder[:-1]
+
+    def forward(self, x):
+        return torch.sigmoid(self.decoder(self.encoder(x)))
+
+
+class Code16(ChallengeAutoencoder):
+    def __init__(self):
+        super().__init__(code_dim=16)
+
+
+@pytest.mark.parametrize("wrong, message", [
+    (ExtraBuffer, "holds 50,958 numbers (parameters, buffers and other tensors), over the budget of 50,000"),
+    (HiddenWeights, "holds 51,638 numbers"),
+    (Code16, "shape [8, 16]; the challenge's code is 32 numbers"),
+    (ReluBeforeSigmoid, "a ReLU before the sigmoid keeps every pixel at 0.5 or above"),
+    (SigmoidInForwardOnly, "images in [0, 1], from black"),
+    (FrozenEncoder, "Trained by the check (200 Adam steps"),
+    (nn.Sequential(nn.Identity()), "needs the two halves self.encoder and self.decoder"),
+], ids=lambda v: getattr(v, "__name__", type(v).__name__))
+def test_designs_outside_the_rules_or_that_cannot_learn_earn_nothing(wrong, message):
+    found = verdict(wrong)
+    assert found is not None and message in found and "Hint" in found
+
+
+def test_a_design_that_cannot_learn_is_told_the_mse_the_check_measured_and_the_target():
+    found = verdict(FrozenEncoder)
+    assert f"the check asks for at most {CHALLENGE.check_mse}" in found
+    assert float(found.split("reaches a test MSE of ")[1].split(" ")[0]) > CHALLENGE.check_mse
+
+
+def test_an_untrained_tiny_model_earns_nothing():
+    assert model_size(Tiny()) < 1_500 and verdict(Tiny) is not None

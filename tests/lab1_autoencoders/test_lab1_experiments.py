@@ -1,0 +1,129 @@
+"""Lab 1's experiments: the open challenge's verdict after the notebook's training, and BatchNorm on and off
+over seeds."""
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import pytest
+import torch
+from lab1_references import ChallengeAutoencoder, conv_variant
+from torch import nn
+
+from labs_utils import runtime
+from labs_utils.lab1_autoencoders import experiments as ex
+from labs_utils.lab1_autoencoders import model_size
+from labs_utils.lab1_autoencoders.exercise_challenge import Challenge
+
+
+class PCAAutoencoder(nn.Module):
+    """PCA with 32 components as a linear autoencoder (clipped to [0, 1]): a known test MSE, no training."""
+
+    def __init__(self):
+        super().__init__()
+        from labs_utils import data
+        from labs_utils.lab1_autoencoders import fit_pca
+
+        images, _ = data.load_mnist("train", limit=4000)
+        pca = fit_pca(images, max_components=32)
+        components, mean = pca.components[:32].float(), pca.mean.flatten().float()
+        self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(784, 32))
+        self.decoder = nn.Sequential(nn.Linear(32, 784), nn.Hardtanh(0, 1), nn.Unflatten(1, (1, 28, 28)))
+        with torch.no_grad():
+            self.encoder[1].weight.copy_(components)
+            self.encoder[1].bias.copy_(-components @ mean)
+            self.decoder[0].weight.copy_(components.T)
+            self.decoder[0].bias.copy_(mean)
+
+    def forward(self, x):
+        return self.decoder(self.encoder(x))
+
+
+@pytest.fixture
+def full_mode(monkeypatch):
+    monkeypatch.setenv("LABS_FAST", "0")
+    monkeypatch.delenv("CI", raising=False)
+    assert not runtime.fast_mode()
+
+
+@pytest.fixture
+def fast(monkeypatch):
+    monkeypatch.setenv("LABS_FAST", "1")
+    assert runtime.fast_mode()
+
+
+@pytest.fixture(scope="module")
+def pca_model_and_test_digits():
+    from labs_utils import data
+
+    return PCAAutoencoder(), data.load_mnist("test", limit=1000)[0]
+
+
+def test_challenge_verdict_judges_target_and_time_in_full_mode(full_mode, monkeypatch, capsys,
+                                                               pca_model_and_test_digits):
+    model, images = pca_model_and_test_digits
+    monkeypatch.setattr(ex, "CHALLENGE", dataclasses.replace(ex.CHALLENGE, target_mse=0.05))
+    mse = ex.challenge_verdict(model, 0.0, images)
+    out = capsys.readouterr().out
+    assert 0.01 < mse < 0.03 and f"test MSE {mse:.4f}" in out and "\u2714 Open challenge met" in out  # PCA-32: ~0.018
+    ex.challenge_verdict(model, 61, images)  # a missed budget or target is reported, never raised (Run All goes on)
+    out = capsys.readouterr().out
+    assert "\u2718 Open challenge not met yet" in out and "The training took 61 s, over the budget of 60 s" in out
+    with pytest.raises(AssertionError, match="not a number of seconds"):
+        ex.challenge_verdict(model, "fast", images)
+    monkeypatch.setattr(ex, "CHALLENGE", Challenge())
+    ex.challenge_verdict(model, 1, images)
+    out = capsys.readouterr().out
+    assert re.search(r"The test MSE is 0\.0\d+, above the target of 0\.01", out) and "over the budget" not in out
+
+
+def test_challenge_verdict_in_fast_mode_only_reports(fast, capsys, pca_model_and_test_digits):
+    model, images = pca_model_and_test_digits
+    ex.challenge_verdict(model, 1e9, images)
+    assert "judged in full mode only" in capsys.readouterr().out
+
+
+def test_the_budget_leaves_room_for_the_notebook_design_at_a_fifth_of_the_section_4_models_size():
+    assert model_size(ChallengeAutoencoder()) < ex.CHALLENGE.max_numbers < model_size(conv_variant()()) / 5
+
+
+# ----------------------------------------------------------------------------------------------- BatchNorm runs
+
+
+def test_without_batchnorm_replaces_every_batchnorm_and_keeps_the_weights():
+    model = ChallengeAutoencoder()
+    before = {n: p.clone() for n, p in model.named_parameters()}
+    ex.without_batchnorm(model)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    after = dict(model.named_parameters())
+    assert len(after) == len(before) - 10 and all(torch.equal(p, before[n]) for n, p in after.items())
+
+
+def test_seed_runs_count_runs_that_learned_nothing_and_say_whether_the_ranges_separate():
+    runs = ex.SeedRuns(baseline=0.06, mse={"with BatchNorm": {0: 0.018, 1: 0.019},
+                                           "without BatchNorm": {0: 0.061, 1: 0.03}})
+    assert runs.stuck("without BatchNorm") == [0] and runs.stuck("with BatchNorm") == []
+    assert "1 of 2 runs learned next to nothing" in runs.verdict() and "below every run" in runs.verdict()
+    assert "| learned next to nothing | 0 of 2 | 1 of 2 |" in runs.table()
+    runs.mse["with BatchNorm"][1] = 0.04
+    assert "overlap" in runs.verdict()
+
+
+def test_batchnorm_seeds_trains_both_variants_from_the_same_draws_and_restores_the_rng():
+    x = torch.rand(64, 1, 28, 28)
+    seen = []
+
+    def train(model, steps, desc, lr):
+        seen.append((desc, model.encoder[0].weight.detach().clone(),
+                     any(isinstance(m, nn.BatchNorm2d) for m in model.modules())))
+
+    state = torch.get_rng_state()
+    runs = ex.batchnorm_seeds(ChallengeAutoencoder, train, seeds=(3, 4), steps=1, x_train=x, x_val=x[:8], lr=1e-3)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert [d for d, _, _ in seen] == ["with BatchNorm, seed 3", "with BatchNorm, seed 4",
+                                       "without BatchNorm, seed 3", "without BatchNorm, seed 4"]
+    assert torch.equal(seen[0][1], seen[2][1]) and not torch.equal(seen[0][1], seen[1][1])
+    assert [bn for _, _, bn in seen] == [True, True, False, False]
+    assert set(runs.mse["without BatchNorm"]) == {3, 4}
+    assert runs.black == pytest.approx(float((x[:8] ** 2).mean()))
+    assert f"an all-black image (drawing nothing) scores {runs.black:.4f}" in runs.table()

@@ -1,0 +1,222 @@
+"""Lab 1's grading table as a whole: the references earn every point, non-attempts earn none on any part, bad
+input (a hang, endless recursion, the wrong type, changed inputs) fails its part with a message, and malformed
+evidence never crashes a judge."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+from lab1_references import SOLUTIONS, DenseAutoencoder
+from torch import nn
+
+import labs_utils.lab1_autoencoders as lab1
+from labs_utils import evidence, exercises
+from labs_utils.lab1_autoencoders import _calls, checks
+from labs_utils.lab1_autoencoders import exercise_autoencoders as ae
+
+EXERCISES = {exercise.name: exercise for exercise in checks.GRADING}
+
+
+def grade(exercise, obj, seed=11):
+    return exercises.grade_here(exercise, (obj,), seed)
+
+
+def test_the_references_earn_every_point(capsys):
+    for exercise in checks.GRADING:
+        exercises.run_exercise(exercise, [SOLUTIONS[name] for name in exercise.needs])
+    assert capsys.readouterr().out.count("\u2714") == len(checks.GRADING)
+
+
+# ----------------------------------------------------------------------------------------------- non-attempts
+
+
+class Zeros(nn.Module):
+    def __init__(self, shape):
+        super().__init__()
+        self.shape = shape
+
+    def forward(self, x):
+        return torch.zeros(len(x), *self.shape)
+
+
+class IdentityAutoencoder(nn.Module):
+    def __init__(self, code_dim: int = 2):
+        super().__init__()
+        self.encoder, self.decoder = nn.Identity(), nn.Identity()
+
+    def forward(self, x):
+        return x
+
+
+class ConstantAutoencoder(nn.Module):
+    """Codes and images of the right shapes that ignore their input (and no parameters)."""
+
+    def __init__(self, code_dim: int = 2):
+        super().__init__()
+        self.encoder, self.decoder = Zeros((code_dim,)), Zeros((1, 28, 28))
+
+    def forward(self, x):
+        return self.decoder(self.encoder(x)) + 0.5
+
+
+NON_ATTEMPTS = {  # per argument kind: identity, constant, plain forward
+    "model": [IdentityAutoencoder, ConstantAutoencoder, nn.Identity, nn.Module],
+    "interpolate": [lambda model, x_a, x_b, steps=8: x_a,
+                    lambda model, x_a, x_b, steps=8: torch.zeros(steps, 1, 28, 28),
+                    lambda model, x_a, x_b, steps=8: model(torch.stack([x_a, x_b])),
+                    lambda model, x_a, x_b, steps=8: model(x_a[None]).repeat(steps, 1, 1, 1)],
+    "noise": [lambda x, level, generator=None: x, lambda x, level, generator=None: x.clone(),
+              lambda x, level, generator=None: torch.zeros_like(x),
+              lambda x, level, generator=None: torch.full_like(x, 0.5)],
+    "batch": [lambda x, corrupt: (x, x), lambda x, corrupt: x, lambda x, corrupt: (torch.zeros_like(x),) * 2],
+}
+KIND = {"DenseAutoencoder": "model", "ConvAutoencoder": "model", "ChallengeAutoencoder": "model",
+        "interpolate": "interpolate", "add_gaussian_noise": "noise", "add_salt_and_pepper": "noise",
+        "mask_pixels": "noise", "denoising_batch": "batch"}
+
+
+@pytest.mark.parametrize("exercise", checks.GRADING, ids=lambda e: e.name)
+def test_identity_constant_and_plain_forward_earn_nothing_on_any_part(exercise):
+    for attempt in NON_ATTEMPTS[KIND[exercise.needs[0]]]:
+        verdicts = grade(exercise, attempt)
+        assert all(isinstance(message, str) for message in verdicts.values()), (exercise.name, attempt, verdicts)
+
+
+def _public_callables():
+    from labs_utils import training
+
+    found = [getattr(lab1, name) for name in lab1.__all__ if callable(getattr(lab1, name))]
+    return [*found, training.reconstruction_batch, training.apply_in_batches]
+
+
+@pytest.mark.parametrize("exercise", checks.GRADING, ids=lambda e: e.name)
+def test_no_public_helper_of_the_package_earns_a_point(exercise):
+    helpers = _public_callables()
+    assert len(helpers) > 20
+    for helper in helpers:
+        verdicts = grade(exercise, helper)
+        assert exercises.points(exercise, verdicts) == 0, (exercise.name, helper, verdicts)
+
+
+# ----------------------------------------------------------------------------------------------- bad input
+
+
+@pytest.fixture
+def short_limits(monkeypatch):
+    monkeypatch.setattr(_calls, "CALL_SECONDS", 1.0)
+    monkeypatch.setattr(ae, "TRAIN_SECONDS", 1.0)
+
+
+def hang(*args, **kwargs):
+    while True:
+        pass
+
+
+class EndlessForward(DenseAutoencoder):
+    def forward(self, x):
+        return self(x)
+
+
+class TupleForward(DenseAutoencoder):
+    def forward(self, x):
+        z = self.encoder(x)
+        return self.decoder(z), z
+
+
+def hanging_forward(cls):
+    class HangingForward(cls):
+        def forward(self, x):
+            hang()
+
+    return HangingForward
+
+
+HANGS = {"model": None, "interpolate": hang, "noise": lambda x, level, generator=None: hang(),
+         "batch": lambda x, corrupt: hang()}
+
+
+@pytest.mark.parametrize("exercise", [e for e in checks.GRADING if e.name != "Open challenge"], ids=lambda e: e.name)
+def test_a_hang_fails_the_parts_it_reaches_with_a_message_and_does_not_stall_the_check(exercise, short_limits):
+    kind = KIND[exercise.needs[0]]
+    start = time.perf_counter()
+    verdicts = grade(exercise, HANGS[kind] or hanging_forward(SOLUTIONS[exercise.needs[0]]))
+    assert time.perf_counter() - start < 20
+    failed = [message for message in verdicts.values() if message is not None]
+    assert failed and all("did not finish within 1 s" in message for message in failed), verdicts
+
+
+def test_a_hanging_forward_costs_the_parts_that_call_it(short_limits):
+    verdicts = grade(ae.DENSE, hanging_forward(DenseAutoencoder))
+    assert verdicts[ae.LAYERS] is None and verdicts[ae.RANGE] is None  # the halves alone are fine
+    assert "did not finish within 1 s" in verdicts[ae.SHAPES] and "did not finish" in verdicts[ae.TRAINS]
+
+
+def test_a_forward_that_calls_itself_is_told_so():
+    message = grade(ae.DENSE, EndlessForward)[ae.SHAPES]
+    assert "raised RecursionError" in message and "calls itself without end" in message
+
+
+@pytest.mark.parametrize("exercise, wrong, message", [
+    (ae.DENSE, TupleForward, "returns tuple for images (16, 1, 28, 28)"),
+    (EXERCISES["Gaussian noise"], lambda x, level, generator=None: x.numpy(), "returned a ndarray, not a tensor"),
+    (EXERCISES["Latent interpolation"], lambda model, x_a, x_b, steps=8: np.zeros((steps, 1, 28, 28)),
+     "returned ndarray, not a tensor"),
+    (EXERCISES["Denoising batch"], lambda x, corrupt: {"inputs": corrupt(x), "targets": x}, "expected a pair"),
+], ids=["model-tuple", "noise-array", "interpolate-array", "batch-dict"])
+def test_the_wrong_type_fails_with_a_message(exercise, wrong, message):
+    verdicts = grade(exercise, wrong)
+    assert any(m is not None and message in m for m in verdicts.values()), verdicts
+
+
+def test_a_crash_names_the_students_line_not_the_traceback_above():
+    def add_gaussian_noise(x, level, generator=None):
+        noise = torch.randn(x.shape, generator=generator)
+        return (x + level * noise[..., :27]).clamp(0, 1)  # a shape mistake
+
+    message = grade(EXERCISES["Gaussian noise"], add_gaussian_noise)["statistics"]
+    assert "raised RuntimeError" in message and "return (x + level * noise[..., :27]).clamp(0, 1)" in message
+    assert "traceback above" not in message
+
+
+# ----------------------------------------------------------------------------------------------- evidence
+
+
+@pytest.mark.parametrize("found", [None, "passed", [], {}, {"name": "x", "passed": True}, {"__error__": 3},
+                                   {"name": 1, "pair": [1, 2], "length": 2},
+                                   {"name": "M", "code_dim_2": {}, "code_dim_8": {}, "has_forward": True,
+                                    "encoder_ops": "lots", "range": ["a", 1], "losses": [float("nan")] * 20},
+                                   {"name": "f", "results": {"5": "x"}, "errors": {}, "inputs_changed": "no"}])
+def test_judges_fail_malformed_evidence_without_crashing(found):
+    for exercise in checks.GRADING:
+        verdicts = exercises.judge(exercise, found, seed=0)
+        assert set(verdicts) == {part.name for part in exercise.parts}
+        assert all(isinstance(message, str) for message in verdicts.values()), (exercise.name, verdicts)
+
+
+def test_judges_do_not_trust_evidence_from_another_seed():
+    for exercise in checks.GRADING:
+        if exercise.name in ("Dense autoencoder", "Convolutional autoencoder", "Open challenge"):
+            continue  # their parts are properties of the model, whatever the inputs
+        found = exercises.probe(exercise, [SOLUTIONS[exercise.needs[0]]], seed=1)
+        verdicts = exercises.judge(exercise, found, seed=2)
+        assert any(message is not None for message in verdicts.values()), exercise.name
+
+
+def test_evidence_is_small_and_survives_the_json_round_trip():
+    for exercise in checks.GRADING:
+        found = exercises.probe(exercise, [SOLUTIONS[exercise.needs[0]]], seed=7)
+        text = evidence.encode(found)
+        assert len(text) < 2**20, (exercise.name, len(text))
+        verdicts = exercises.judge(exercise, evidence.decode(text), seed=7)
+        assert all(message is None for message in verdicts.values()), (exercise.name, verdicts)
+
+
+def test_checks_do_not_change_the_notebooks_random_numbers():
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    for exercise in checks.GRADING:
+        exercises.grade_here(exercise, [SOLUTIONS[exercise.needs[0]]], seed=5)
+    assert torch.equal(torch.rand(3), expected)
