@@ -10,9 +10,7 @@ from __future__ import annotations
 import inspect
 import linecache
 import os
-import signal
 import sysconfig
-import threading
 import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -20,6 +18,7 @@ from typing import Any, Callable
 
 import torch
 
+from .budget import OverBudget, time_budget
 from .exercises import Exercise, LabInfo, Part  # noqa: F401  (the check machinery's vocabulary)
 
 
@@ -46,30 +45,22 @@ class TimeLimitExceeded(AssertionError):
 def time_limit(seconds: float | None, what: str) -> Iterator[None]:
     """Raise :class:`TimeLimitExceeded` in the code inside the block once it has run ``seconds`` (wall clock).
 
-    A SIGALRM timer: it works in the main thread on POSIX systems (a notebook's kernel, the grader's kernel,
-    pytest); elsewhere, or inside another running timer, the block runs without a limit. A loop of Python code
-    stops at once; a single long torch operation stops when it returns.
+    The core timer (:func:`labs_utils.budget.time_budget`, SIGALRM): it works in the main thread on POSIX systems
+    (a notebook's kernel, the grader's kernel, pytest); elsewhere the block runs without a limit. A loop of Python
+    code stops at once; a single long torch operation stops when it returns.
     """
-    usable = (seconds is not None and hasattr(signal, "setitimer")
-              and threading.current_thread() is threading.main_thread()
-              and signal.getitimer(signal.ITIMER_REAL)[0] == 0)
-    if not usable:
+    if seconds is None:
         yield
         return
-
-    def out_of_time(signum: int, frame: Any) -> None:
+    try:
+        with time_budget(seconds):
+            yield
+    except OverBudget:
         raise TimeLimitExceeded(with_hint(
             f"{what} did not finish within {seconds:g} s.",
             "Look for a loop that never ends (a while loop whose condition never changes), or far more work "
-            "than the exercise needs: the check calls it on a few small batches, which takes well under a second."))
-
-    previous = signal.signal(signal.SIGALRM, out_of_time)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+            "than the exercise needs: the check calls it on a few small batches, which takes well under a second."
+        )) from None
 
 
 def _library_folders() -> tuple[str, ...]:

@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import torch
 
+from ..budget import one_thread
 from ..checking import describe, fail, require_parameters, with_hint
 from ..exercises import Exercise, Part
 from .checkpoint_case import (
@@ -28,7 +29,7 @@ from .checkpoint_case import (
     where,
 )
 from .checkpoint_judges import judge_gradients, judge_memory, judge_peak, judge_recomputation, reference
-from .probe_inputs import Budget, Watch, case_seed, custom_functions, make_blocks, make_input, one_thread
+from .probe_inputs import Budget, Watch, case_seed, custom_functions, make_blocks, make_input
 
 # (blocks, segment_size, x.requires_grad): divisors, non-divisors, a size beyond the depth, size 1, a data batch
 CASES = ((12, 4, True), (12, 5, True), (7, 3, True), (5, 8, True), (6, 1, True), (6, 2, False))

@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import torch
 
+from ..budget import one_thread
 from ..checking import describe, fail, require_parameters, with_hint
 from ..exercises import Exercise, Part
 from ..runtime import seeded
@@ -29,7 +30,7 @@ from .checkpoint_case import (
     run_forward,
 )
 from .checkpoint_judges import judge_gradients, judge_memory, judge_peak, judge_recomputation
-from .probe_inputs import Budget, Watch, case_seed, custom_functions, make_blocks, make_input, one_thread
+from .probe_inputs import Budget, Watch, case_seed, custom_functions, make_blocks, make_input
 
 _SIGNATURE = "checkpointed_forward_rng(blocks, x, segment_size) -> Tensor"
 RNG_CASES = ((6, 2), (7, 3))  # (blocks with dropout, segment_size)

@@ -8,23 +8,20 @@
   which event of the memory tracker's timeline.
 - :func:`make_input`: the input batch; :class:`Snapshot`: whether the student's code changed the inputs.
 - :class:`Budget`: how long the student's calls may run; past it, a call fails with a message.
-- :func:`one_thread`: torch on one CPU thread while a probe or judge runs.
+- (torch on one CPU thread while a probe or judge runs: :func:`labs_utils.budget.one_thread`.)
 """
 from __future__ import annotations
 
 import inspect
-import signal
 import sys
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, Callable
 
 import torch
 from torch import nn
 from torch.autograd.function import BackwardCFunction
 
+from ..budget import OverBudget, time_budget
 from ..checking import call_student, fail
 from ..runtime import seeded
 
@@ -191,52 +188,6 @@ class Snapshot:
 
 # ----------------------------------------------------------------------------- threads and time
 
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """Run torch on one CPU thread inside the block (the probe's tensors are tiny; on a busy machine torch's
-    threads wait on each other, making a backward through a custom Function tens of times slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-
-class OutOfTime(BaseException):
-    """Raised inside the student's code when its time is up (not an Exception, so `except Exception` lets it go)."""
-
-
-@contextmanager
-def _alarm(seconds: float) -> Iterator[None]:
-    """Raise OutOfTime in this thread after ``seconds`` (again every 0.2 s until the block ends)."""
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
-        yield  # signals reach the main thread only: no limit elsewhere
-        return
-    armed = [True]
-
-    def ring(signum: int, frame: Any) -> None:
-        if not armed[0]:
-            return
-        if frame is not None and frame.f_globals.get("__name__") == "labs_utils.tripwire":
-            signal.setitimer(signal.ITIMER_REAL, 1e-3, 0.2)  # raising in the trip-wire's profile hook would
-            return  # make Python remove the hook: ring again in a moment, in the student's code
-        raise OutOfTime()
-
-    previous = signal.signal(signal.SIGALRM, ring)
-    outer = signal.setitimer(signal.ITIMER_REAL, max(seconds, 1e-3), 0.2)
-    start = time.monotonic()
-    try:
-        yield
-    finally:
-        armed[0] = False
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-        if outer[0] > 0:  # someone else's timer was running: give it back what is left of it
-            signal.setitimer(signal.ITIMER_REAL, max(outer[0] - (time.monotonic() - start), 1e-3), outer[1])
-
-
 class Budget:
     """How long the student's calls of one probe may run: ``CALL_S`` each, ``AFTER_HANG_S`` each once one has
     hung (a correct call takes milliseconds), ``TOTAL_S`` together. Past it a call fails with a message, so
@@ -253,9 +204,9 @@ class Budget:
         limit = min(self.limit, self.left)
         start = time.monotonic()
         try:
-            with _alarm(limit):
+            with time_budget(limit):
                 return call_student(fn, *args, what=what)
-        except OutOfTime:
+        except OverBudget:
             self.limit = min(self.limit, self.after_hang)
             fail(f"{what} did not finish within {limit:g} s (a correct one takes a few milliseconds).",
                  "Look for a loop that never ends, e.g. a while loop whose index never reaches len(blocks), or a "
