@@ -141,34 +141,3 @@ def require_parameters(fn: Callable, names: Sequence[str], example: str) -> None
 def max_abs_diff(actual: torch.Tensor, expected: torch.Tensor) -> float:
     """Largest absolute element-wise difference, computed in float64 (0.0 for empty tensors)."""
     return (actual.detach().double() - expected.detach().double()).abs().max().item() if actual.numel() else 0.0
-
-
-def assert_close(
-    actual: Any,
-    expected: torch.Tensor,
-    *,
-    what: str,
-    atol: float,
-    rtol: float = 0.0,
-    hint: str | None = None,
-) -> float:
-    """Compare a student's tensor with a reference; returns the max absolute difference.
-
-    The message gives both numbers and what "good" looks like (CS231n style).
-    """
-    if not isinstance(actual, torch.Tensor):
-        fail(f"{what}: expected a torch.Tensor, got {type(actual).__name__}.", hint)
-    if actual.shape != expected.shape:
-        fail(f"{what}: expected shape {tuple(expected.shape)}, got {tuple(actual.shape)}.", hint)
-    if not torch.isfinite(actual).all():
-        fail(f"{what}: contains NaN or inf.", hint)
-    diff = max_abs_diff(actual, expected)
-    bound = atol + rtol * expected.detach().abs().max().item()
-    if diff > bound:
-        fail(f"{what}: max |difference| from the reference is {diff:.3g} (should be below {bound:.1g}).", hint)
-    return diff
-
-
-def passed(check_name: str, details: str = "") -> None:
-    """Print the one-line success message (stable text, so nbval can compare it)."""
-    print(f"\u2714 {check_name} passed" + (f": {details}" if details else ""))

@@ -28,6 +28,17 @@ def fast_mode() -> bool:
     return _env_flag("CI") or _env_flag("LABS_FAST")
 
 
+def fast_note(shrunk: str = "shrunk runs") -> str:
+    """In fast mode, a line saying that the numbers just printed are not the lab's results ("" in full mode).
+
+    ``shrunk`` says what fast mode made smaller, e.g. ``"tiny trainings"``. Each lab's ``fast_note`` prints it.
+    """
+    if not fast_mode():
+        return ""
+    return (f"[fast mode: {shrunk}, so these numbers are not the lab's results; the text describes full mode, and "
+            "the questions need a full-mode run]")
+
+
 def by_mode(full: T, fast: T) -> T:
     """Return ``fast`` in fast mode and ``full`` otherwise, e.g. ``epochs = by_mode(full=30, fast=2)``."""
     return fast if fast_mode() else full

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..runtime import fast_mode
+from .. import runtime
 from ..training import apply_in_batches
 from ..validation import finite_float, positive_int
 
@@ -150,9 +150,9 @@ def denoising_psnr(noisy: Images, clean: Images, models: Mapping[str, nn.Module]
 
 def fast_note() -> None:
     """Print, in fast mode only (LABS_FAST / CI), that the numbers above are not the lab's results."""
-    if fast_mode():
-        print("[fast mode: tiny trainings, so these numbers are not the lab's results; the text describes full mode, "
-              "and the questions need a full-mode run]")
+    note = runtime.fast_note("tiny trainings")
+    if note:
+        print(note)
 
 
 @torch.no_grad()

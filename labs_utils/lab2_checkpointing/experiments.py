@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..runtime import fast_mode, seeded
+from .. import runtime
+from ..runtime import seeded
 from ..validation import positive_int
 from .model import StepTime, predicted_peak_bytes, predicted_time_ratio
 from .tracker import MiB, measure_step, track_memory
@@ -271,9 +272,9 @@ def stored_bytes_per_block(blocks: Iterable[nn.Module], x: torch.Tensor) -> list
 
 def fast_note() -> None:
     """Print, in fast mode only (LABS_FAST / CI), that the numbers above are not the lab's results."""
-    if fast_mode():
-        print("[fast mode: smaller layers and batches, one timing repeat: these times are not the lab's results; "
-              "the text describes full mode, and the questions need a full-mode run]")
+    note = runtime.fast_note("smaller layers and batches, one timing repeat")
+    if note:
+        print(note)
 
 
 # -- pitfalls ------------------------------------------------------------------------------------------

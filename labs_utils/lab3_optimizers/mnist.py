@@ -103,10 +103,9 @@ def compare_with_torch(pairs: Mapping[str, tuple[MakeOptimizer, MakeOptimizer]],
 
 def fast_note() -> str:
     """A line to print next to measured claims: empty in full mode, a warning in fast mode (LABS_FAST / CI)."""
-    from ..runtime import fast_mode
+    from .. import runtime
 
-    return ("[fast mode: shrunk runs, so these numbers are not the lab's results; run in full mode to answer the "
-            "questions]" if fast_mode() else "")
+    return runtime.fast_note("shrunk runs")
 
 
 def accuracy_summary(accuracies: Iterable[float], n_digits: int) -> str:
