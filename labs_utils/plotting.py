@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import functools
 import io
-from collections.abc import Mapping, Sequence
-from typing import Callable, TypeVar, Union
+from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
 
 import matplotlib
 import numpy as np
@@ -62,7 +62,7 @@ def _register_notebook_display() -> None:
 
 _register_notebook_display()
 
-ImageRows = Union[torch.Tensor, np.ndarray, Sequence[Union[torch.Tensor, np.ndarray]]]
+ImageRows = torch.Tensor | np.ndarray | Sequence[torch.Tensor | np.ndarray]
 
 
 def styled(function: F) -> F:

@@ -7,12 +7,12 @@ Works with ipywidgets 7.7 (what Colab ships) and 8.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Callable, Union
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from matplotlib.figure import Figure
 
-SliderSpec = Union[tuple[float, float, float, float], Sequence[Any], Any]
+SliderSpec = tuple[float, float, float, float] | Sequence[Any] | Any
 
 
 def _make_control(name: str, spec: SliderSpec):

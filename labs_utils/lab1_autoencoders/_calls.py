@@ -6,7 +6,8 @@ other student code (a model's encoder, after its forward hung) go on.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..checking import TimeLimitExceeded, call_student
 

@@ -6,7 +6,8 @@ judges (in the exercise modules) decide.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F

@@ -6,9 +6,8 @@ student's own code, passed in as arguments.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F

@@ -8,7 +8,8 @@ change the numbers of the training that follows it in the notebook.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..exercises import LabInfo, run_exercise
 from .exercise_autoencoders import CONV, DENSE

@@ -7,7 +7,8 @@ inputs are ``corrupt(x_clean)`` and the targets the clean batch, untouched. A fu
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 

@@ -10,7 +10,8 @@ computes the path the definition asks for and, when the result is something else
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn

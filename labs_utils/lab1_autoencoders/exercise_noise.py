@@ -11,7 +11,8 @@ over what the clamp hides), which gives uniform numbers exactly when the noise i
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 

@@ -10,7 +10,8 @@ in its backward (:func:`replayed_in_your_backward`): a plain forward, an identit
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 

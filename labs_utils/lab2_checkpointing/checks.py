@@ -6,7 +6,7 @@ Each exercise is a probe (runs the student's code in their kernel, records evide
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from ..exercises import LabInfo, run_exercise
 from .exercise_checkpointing import CHECKPOINTING

@@ -10,7 +10,8 @@ one whose own ``torch.autograd.Function`` never ran (a plain forward, an identit
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 

@@ -11,7 +11,8 @@ checkpointing. Only the CPU generator is used (a GPU has its own, ``torch.cuda.g
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 

@@ -17,7 +17,8 @@ are harmless (inside segments), so a plain forward, the identity or the unfixed 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn

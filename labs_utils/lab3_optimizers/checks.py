@@ -6,7 +6,7 @@ with torch.optim or with the curve's known rate, part by part): see :mod:`.exerc
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from ..exercises import LabInfo, exercise_named, run_exercise
 from .exercise_fit_rate import FIT_RATE

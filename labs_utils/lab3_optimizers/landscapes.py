@@ -10,9 +10,8 @@ The convergence theory that goes with the quadratics lives in ``convergence``.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch

@@ -20,8 +20,9 @@ from __future__ import annotations
 import copy
 import math
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 

@@ -21,11 +21,11 @@ import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from .answers import MANUAL_HEADER
 
-MaxPoints = Union[float, Mapping[str, float], None]  # one maximum for every question, or per question key
+MaxPoints = float | Mapping[str, float] | None  # one maximum for every question, or per question key
 _FORMULA_GUARD = re.compile(r"^'(?=[=+\-@\t\r])")  # the quote answers.csv_safe adds before a leading "=" etc.
 _DECIMAL_COMMA = re.compile(r"^\d+,\d+$")
 _QUESTION_KEY = re.compile(r"^lab(\d+)-(\w+)$")
