@@ -53,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("submissions", nargs="+", type=Path, help="notebooks, or folders of *.ipynb")
     parser.add_argument("--lab", type=int, help="grade as this lab number (default: detect)")
     parser.add_argument("--timeout", type=int, default=600, help="seconds per cell (default: 600)")
+    parser.add_argument("--budget", type=int, default=3600, metavar="SECONDS",
+                        help="wall-clock seconds per submission, re-runs included; cells left are skipped and "
+                             "exercises not checked by then get 0 (default: 3600; 0: none)")
     parser.add_argument("--jobs", type=int, default=1, help="submissions graded at once (default: 1)")
     parser.add_argument("--fast", action="store_true", help="run the notebooks in fast mode (LABS_FAST=1)")
     parser.add_argument("--memory-limit", type=float, default=None,
@@ -162,8 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     missing = [str(p) for p in args.submissions if not p.exists()]
     if missing:
         parser.error(f"no such file or folder: {', '.join(missing)}")
-    if args.timeout < 1 or args.jobs < 1:
-        parser.error("--timeout and --jobs must be at least 1")
+    if args.timeout < 1 or args.jobs < 1 or args.budget < 0:
+        parser.error("--timeout and --jobs must be at least 1, --budget at least 0")
     jobs = collect(args.submissions)
     if not jobs:
         parser.error("no *.ipynb files found")
@@ -178,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = Path("gradebook.csv")
     outputs = ([out, feedback_folder(out)] if out is not None else []) + (
         [args.answers] if args.answers is not None else [])
-    hidden = hidden_paths(args.submissions, [*outputs, *args.manual])
+    hidden = hidden_paths(args.submissions, [*outputs, *args.manual, args.solutions])
     try:
         _, warning = sandbox_for(args.sandbox, hidden)
     except SandboxUnavailable as exc:
@@ -219,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _fail("the --manual files give points twice for " + ", ".join(sorted(map(" ".join, twice)))
                          + ". Fix: keep each (student, question) in one file. Nothing was graded or written.")
     options = Options(timeout=args.timeout, fast=args.fast, memory_limit=memory, labs=labs, lab=args.lab,
-                      sandbox=args.sandbox, hidden=hidden)
+                      sandbox=args.sandbox, hidden=hidden, budget=args.budget)
     results = grade_batch(jobs, options, workers=args.jobs, progress=True)
     for r in results:
         r.student_id = ids.get(r.path, r.student)

@@ -16,6 +16,7 @@ class Status(str, Enum):
     TIMEOUT = "timeout"
     CRASHED = "crashed"  # the kernel died while it was probed
     NOT_RUN = "not-run"
+    INTERFERES = "interferes"  # the submission broke what grading needs (e.g. importing the checks): 0 points
 
     @property
     def text(self) -> str:
@@ -25,7 +26,7 @@ class Status(str, Enum):
 _EXERCISE_TEXT = {
     Status.PASSED: "passed", Status.PARTIAL: "partly passed", Status.FAILED: "failed", Status.MISSING: "missing",
     Status.ERROR: "check crashed", Status.TIMEOUT: "timed out", Status.CRASHED: "kernel died",
-    Status.NOT_RUN: "not run",
+    Status.NOT_RUN: "not run", Status.INTERFERES: "interferes with grading",
 }
 
 
