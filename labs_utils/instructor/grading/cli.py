@@ -31,9 +31,9 @@ from pathlib import Path
 from .batch import collect, grade_batch
 from .kernel import Options
 from .labs import load_labs
-from .manual import ManualPoint, ManualPointsError, StudentIdError, read_manual, student_id
+from .manual import ManualPoint, ManualPointsError, StudentIdError, read_manual, review_key, student_id
 from .reports import FEEDBACK_FORMATS, feedback, feedback_folder, summary_table, write_reports
-from .results import SubmissionResult, SubmissionStatus
+from .results import Status, SubmissionResult, SubmissionStatus
 from .sandbox import SandboxUnavailable, hidden_paths, sandbox_for
 
 SOLUTIONS = Path(__file__).resolve().parents[3] / "solutions"  # the course repository's, beside labs_utils/
@@ -146,8 +146,27 @@ def _merge_note(points: Sequence[ManualPoint], results: Sequence[SubmissionResul
         f"; none of these was graded, their points are left out: {', '.join(unused)}" if unused else "")
 
 
+class Maxima(dict):
+    """Question key -> the most it can give: an exercise's points for the row that releases it after review
+    (:func:`.manual.review_key`), ``written`` (or no maximum) for any other key, i.e. a written answer."""
+
+    def __init__(self, labs, written: float | None) -> None:
+        super().__init__({review_key(lab.number, ex.name): ex.points for lab in labs for ex in lab.exercises})
+        self.written = written
+
+    def get(self, key, default=None):
+        return super().get(key, self.written if self.written is not None else default)
+
+
+def review_rows(results: Sequence[SubmissionResult], lab: int) -> list[list[str]]:
+    """Manual-points template rows for the exercises withheld for review (points left for the instructor)."""
+    return [[r.id, review_key(lab, ex.name), "", f"needs review; the checks gave {ex.withheld:g}/{ex.max_points:g}"]
+            for r in results if r.lab == lab for ex in r.exercises if ex.status is Status.NEEDS_REVIEW]
+
+
 def write_answer_pages(results: Sequence[SubmissionResult], questions: dict, out_dir: Path) -> list[Path]:
-    """``out_dir/labN_answers.html`` and ``labN_manual.csv`` for every lab that was graded and has questions."""
+    """``out_dir/labN_answers.html`` and ``labN_manual.csv`` for every lab that was graded and has questions
+    (the CSV also has a row for each exercise withheld for review)."""
     from .answers import collect_answers, write_answers
 
     written = []
@@ -155,7 +174,7 @@ def write_answer_pages(results: Sequence[SubmissionResult], questions: dict, out
         mine = [(Path(r.path), r.id) for r in results if r.lab == number and r.status is not
                 SubmissionStatus.NOT_A_NOTEBOOK]
         if mine:
-            written += write_answers(collect_answers(mine, notebook), out_dir)
+            written += write_answers(collect_answers(mine, notebook), out_dir, review_rows(results, number))
     return written
 
 
@@ -210,10 +229,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "repository or give --solutions DIR")
     if args.manual:
         points = []
-        keys = set().union(*(k for _, k in questions.values()))
+        limits = Maxima(labs, args.max_manual)
+        keys = set().union(*(k for _, k in questions.values()), limits)
         for path in args.manual:
             try:
-                points += read_manual(path, students=set(ids.values()), questions=keys, max_points=args.max_manual)
+                points += read_manual(path, students=set(ids.values()), questions=keys, max_points=limits)
             except ManualPointsError as exc:
                 return _fail(f"{exc}\nNothing was graded or written.")
         twice = {(p.student, p.question) for p in points if sum(
@@ -230,12 +250,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(summary_table(results))
     if points is not None:
         print(_merge_note(points, results))
+    review = sum(ex.status is Status.NEEDS_REVIEW for r in results for ex in r.exercises)
+    if review:
+        print(f"{review} exercises need review (their flagged lines are in the feedback): release one with a --manual "
+              "row `student,labN-review-<exercise>,points,comment` (--answers writes these rows into the template)")
     if args.answers is not None:
         pages = write_answer_pages(results, questions, args.answers)
         print(f"wrote {len(pages)} files in {args.answers}: " + ", ".join(p.name for p in pages) if pages
               else f"no graded submission of a lab with written questions: nothing written in {args.answers}")
     if out is not None:
-        written = write_reports(results, out, points, args.max_manual, args.feedback_format)
+        written = write_reports(results, out, points, Maxima(labs, args.max_manual), args.feedback_format)
         feedback_files = written[1:]
         print(f"wrote {out}" + (f" and {len(feedback_files)} feedback files in {feedback_files[0].parent}"
                                 if feedback_files else ""))

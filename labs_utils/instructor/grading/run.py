@@ -3,7 +3,8 @@
 The kernel only *measures* (the exercise's probe, on inputs drawn from a seed this process picks per
 run); the verdict comes from the exercise's judge, run in a worker of this process (under a time limit) on
 evidence decoded strictly. What a submission prints, publishes or patches in its kernel can spoil its own
-evidence; whether it can forge valid evidence is the README's threat model.
+evidence; whether it can forge valid evidence is the README's threat model. Before anything runs, the code is
+screened (:mod:`.screen`): what has no place in an exercise withholds the exercises it touches for review.
 """
 from __future__ import annotations
 
@@ -26,11 +27,13 @@ from .kernel_side import _shorten, probe_cell
 from .labs import Lab, detect_lab, load_labs
 from .results import CellError, CellOutcome, ExerciseResult, PartResult, Status, SubmissionResult, SubmissionStatus
 from .sandbox import Sandbox, sandbox_for
+from .screen import Finding, screen
 from .submissions import Cell, NotANotebook, definitions_outside_code, empty_answers, read_cells, without_shell_commands
 
 MAX_KERNEL_STARTS = 4  # the first run plus re-runs after a cell killed or hung the kernel
 IMPORT_TIMEOUT_S = 300  # importing the checks (torch) before the first probe, whatever --timeout says
 INTERFERES = "something in the notebook interferes with grading"
+MAX_FLAGS = 12  # flagged lines listed per exercise
 
 
 class BudgetSpent(Exception):
@@ -273,8 +276,12 @@ def grade_submission(path: Path, student: str, options: Options) -> SubmissionRe
             result.empty_answers = empty_answers(cells, ANSWER_PROMPT)
             sandbox, _ = sandbox_for(options.sandbox, options.hidden, lab_modules(options), options.limits(True))
             result.sandboxed = sandbox is not None
+            flags = _screened(cells, lab) if options.screen else {}
             state = run_submission(cells, lab, options, sandbox)
-            result.exercises = [state.graded[ex.name] for ex in lab.exercises]
+            result.exercises = [_withheld(state.graded[ex.name], flags.get(ex.name)) for ex in lab.exercises]
+            if flags:
+                result.problems.append(f"withheld for review: {', '.join(flags)} (the flagged lines are listed under "
+                                       "each exercise; --manual releases them)")
             result.cell_errors = [state.errors[index] for index in sorted(state.errors)]
             result.problems += state.problems
             result.cells_seconds = round(state.cells_seconds, 2)
@@ -288,6 +295,29 @@ def grade_submission(path: Path, student: str, options: Options) -> SubmissionRe
         result.problems.append(f"the grader failed: {type(exc).__name__}: {exc} "
                                f"({Path(last.filename).name}:{last.lineno})")
     result.seconds = round(time.perf_counter() - start, 2)
+    return result
+
+
+def _screened(cells: Sequence[Cell], lab: Lab) -> dict[str, list]:
+    """Exercise name -> what the screen flagged; when the screen itself fails, every exercise, saying so."""
+    try:
+        return screen(cells, lab)
+    except Exception as exc:  # e.g. code nested too deeply to walk: it cannot pass unread
+        return {ex.name: [f"the screen could not read this notebook's code ({type(exc).__name__})"]
+                for ex in lab.exercises}
+
+
+def _withheld(result: ExerciseResult, findings: Sequence[Finding | str] | None) -> ExerciseResult:
+    """The exercise's result, withheld for review (0 points, the checks' points kept aside) when flagged."""
+    if not findings:
+        return result
+    listed = [str(f) for f in findings[:MAX_FLAGS]]
+    if len(findings) > MAX_FLAGS:
+        listed.append(f"... and {len(findings) - MAX_FLAGS} more")
+    message = (f"withheld until the instructor reviews it: the code has things that have no place in an exercise "
+               f"(below); the checks gave {result.points:g}/{result.max_points:g}")
+    result.message = message + (f". {result.status.text}: {result.message}" if result.message else "")
+    result.withheld, result.points, result.status, result.flags = result.points, 0.0, Status.NEEDS_REVIEW, listed
     return result
 
 

@@ -16,12 +16,13 @@ from labs_utils import evidence as ev
 from labs_utils.exercises import Exercise, Part
 from labs_utils.instructor.grading import kernel_side
 from labs_utils.instructor.grading.batch import collect
+from labs_utils.instructor.grading.cli import Maxima, review_rows
 from labs_utils.instructor.grading.kernel import death
 from labs_utils.instructor.grading.labs import detect_lab
-from labs_utils.instructor.grading.manual import ManualPoint
+from labs_utils.instructor.grading.manual import ManualPoint, ManualPointsError, read_manual, review_key
 from labs_utils.instructor.grading.reports import feedback, feedback_html, feedback_markdown, write_reports
 from labs_utils.instructor.grading.results import Status, SubmissionResult
-from labs_utils.instructor.grading.run import judged
+from labs_utils.instructor.grading.run import _withheld, judged
 from labs_utils.instructor.grading.sandbox import LIB, Sandbox, repository_roots
 from labs_utils.instructor.grading.submissions import defined_names, empty_answers, read_cells, without_shell_commands
 from labs_utils.instructor.notebooks import ANSWER_PROMPT
@@ -192,6 +193,39 @@ def test_gradebook_has_the_student_id_and_auto_manual_total_columns(tmp_path):
     assert (row["auto"], row["manual"], row["total"]) == ("1", "", "1")
     with pytest.raises(ValueError, match="choose one of txt, md, html"):
         write_reports([_graded()], tmp_path / "x.csv", feedback_format="pdf")
+
+
+def test_a_flagged_exercise_needs_review_until_a_manual_row_releases_it(tmp_path):
+    result = _graded()
+    _withheld(result.exercises[0], ["code cell 3, line 2: `os.kill(1, 9)`: process control (os.kill)"])
+    ex = result.exercises[0]
+    assert (ex.points, ex.withheld, ex.status, result.total) == (0, 1, Status.NEEDS_REVIEW, 0)
+    text = feedback(result)
+    assert "✘ double: 0/2 needs review" in text and "the checks gave 1/2" in text and "! code cell 3, line 2" in text
+    assert "process control" in feedback_markdown(result)
+    row = next(csv.DictReader(write_reports([result], tmp_path / "held.csv")[0].open(encoding="utf-8")))
+    assert (row["double"], row["total"]) == ("needs review", "0")
+    release = ManualPoint("s123", review_key(1, "double"), 1.0, "read it: harmless", 2)
+    row = next(csv.DictReader(write_reports([result], tmp_path / "out.csv", [release])[0].open(encoding="utf-8")))
+    assert (row["double"], row["manual"], row["total"]) == ("1", "1", "1")
+    text = feedback(result, [release])
+    assert "✘ double: 1/2 released after review (read it: harmless)" in text and "Total: 1" in text
+    assert "Written answers" not in text  # a release is not a written answer
+    assert review_rows([result], 1) == [["s123", "lab1-review-double", "", "needs review; the checks gave 1/2"]]
+
+
+def test_release_rows_are_checked_against_the_exercises_points(tmp_path):
+    labs = gf.toy_labs()
+    maxima = Maxima(labs, 2)
+    keys = {"lab1-P1", *maxima}
+    (tmp_path / "m.csv").write_text(f"student,question,points,comment\nann,{review_key(3, 'sgd')},2,ok\n"
+                                    "ann,lab1-P1,2,\n", encoding="utf-8")
+    points = read_manual(tmp_path / "m.csv", {"ann"}, keys, maxima)
+    assert [(p.lab, p.is_review) for p in points] == [(3, True), (1, False)]
+    (tmp_path / "m.csv").write_text(f"student,question,points,comment\nann,{review_key(1, 'greet')},2,\n",
+                                    encoding="utf-8")
+    with pytest.raises(ManualPointsError, match="above this question's maximum of 1"):
+        read_manual(tmp_path / "m.csv", {"ann"}, keys, maxima)
 
 
 # ----------------------------------------------------------------------------- kernel side, sandbox
