@@ -13,6 +13,7 @@ Tuples become lists. Sizes and nesting depth are capped.
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import math
 from typing import Any
@@ -22,6 +23,8 @@ import torch
 
 MAX_BYTES = 64 * 2**20  # of the encoded JSON text
 MAX_DEPTH = 32
+MAX_DIMENSIONS = 64  # numpy's limit
+MAX_ELEMENTS = MAX_BYTES  # of one tensor, empty ones included (a shape like [2**40, 0] is not evidence)
 _DTYPES = {
     "float64": (torch.float64, np.float64), "float32": (torch.float32, np.float32),
     "float16": (torch.float16, np.float16), "int64": (torch.int64, np.int64), "int32": (torch.int32, np.int32),
@@ -79,14 +82,19 @@ def _tensor(spec: Any) -> torch.Tensor:
     dtype, shape, data = spec["dtype"], spec["shape"], spec["data"]
     if dtype not in _DTYPES or not isinstance(data, str):
         raise EvidenceError(f"unknown tensor dtype {dtype!r}")
-    if not (isinstance(shape, list) and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
-                                            for n in shape)):
-        raise EvidenceError("a tensor's shape must be a list of non-negative ints")
-    raw = base64.b64decode(data.encode("ascii"), validate=True)
+    if not (isinstance(shape, list) and len(shape) <= MAX_DIMENSIONS
+            and all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= MAX_ELEMENTS for n in shape)):
+        raise EvidenceError(f"a tensor's shape must be a list of at most {MAX_DIMENSIONS} non-negative ints")
+    if math.prod(n for n in shape if n) > MAX_ELEMENTS:
+        raise EvidenceError(f"a tensor of shape {shape} is larger than any evidence")
     numpy_dtype = _DTYPES[dtype][1]
-    if len(raw) != math.prod(shape) * np.dtype(numpy_dtype).itemsize:
-        raise EvidenceError(f"a {dtype} tensor of shape {shape} cannot have {len(raw)} bytes")
-    array = np.frombuffer(raw, dtype=numpy_dtype).reshape(shape).copy()
+    if len(data) != 4 * math.ceil(math.prod(shape) * np.dtype(numpy_dtype).itemsize / 3):
+        raise EvidenceError(f"a {dtype} tensor of shape {shape} cannot have {len(data)} characters of data")
+    try:
+        raw = base64.b64decode(data.encode("ascii"), validate=True)
+        array = np.frombuffer(raw, dtype=numpy_dtype).reshape(shape).copy()
+    except (binascii.Error, UnicodeError, ValueError, TypeError, OverflowError) as exc:
+        raise EvidenceError(f"a {dtype} tensor of shape {shape} has malformed data ({type(exc).__name__})") from None
     return torch.from_numpy(array)
 
 
@@ -117,4 +125,9 @@ def decode(text: str | bytes) -> Any:
         plain = json.loads(text)
     except (ValueError, RecursionError) as exc:
         raise EvidenceError(f"evidence is not JSON: {exc}") from None
-    return from_plain(plain)
+    try:
+        return from_plain(plain)
+    except EvidenceError:
+        raise
+    except (ValueError, TypeError, OverflowError, RecursionError, MemoryError) as exc:  # anything else: still evidence
+        raise EvidenceError(f"evidence that cannot be read ({type(exc).__name__}: {exc})") from None

@@ -4,7 +4,9 @@
     python scripts/benchmark_grading.py --notebook solutions/lab3_optimizers.ipynb --fast --repeats 3
 
 1. Grading time vs executing the same notebook with plain nbclient in a fresh kernel (medians over
-   --repeats alternating runs), with bubblewrap and without. Target: grading <= 1.2 x plain execution.
+   --repeats alternating runs), with bubblewrap and without. Target: grading <= 1.3 x plain execution
+   (issue 20); the ratio is printed. The batch's one-off check that a clean kernel imports the checks is
+   not part of a submission's time.
 2. Sandbox start: ``bwrap ... python -c pass`` minus ``python -c pass`` (median of 10). Target: < 1 s.
 Timings on a shared machine are noisy: the load average is printed with them.
 """
@@ -49,7 +51,7 @@ def sandbox_start_seconds(runs: int = 10) -> float:
         bare, boxed = [], []
         for _ in range(runs):
             for times, command in ((bare, [sys.executable, "-c", "pass"]),
-                                   (boxed, Sandbox().command(workdir, [sys.executable, "-c", "pass"]))):
+                                   (boxed, Sandbox().command(workdir, [sys.executable, "-c", "pass"], {}))):
                 start = time.perf_counter()
                 subprocess.run(command, check=True)
                 times.append(time.perf_counter() - start)
@@ -89,7 +91,7 @@ def main() -> None:
         if runs[name]:
             graded = statistics.median(runs[name])
             print(f"grading {name}: {graded:.2f} s vs plain nbclient {plain:.2f} s: ratio {graded / plain:.2f} "
-                  "(target <= 1.2)")
+                  "(target <= 1.3)")
     if unusable_reason() is None:
         print(f"sandbox start: {sandbox_start_seconds():.3f} s per kernel (target < 1 s)")
     print(f"load average {os.getloadavg()[0]:.1f} at the end")

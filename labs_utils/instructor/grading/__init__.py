@@ -1,8 +1,9 @@
 """The grader: ``python -m labs_utils.grade`` (see :mod:`labs_utils.instructor.grading.cli`).
 
 Modules, in the order a submission meets them: ``submissions`` (reading cells, defined names, shell
-commands), ``labs`` (the labs from the wings, which lab a notebook is), ``sandbox`` (bubblewrap),
-``kernel`` (starting one, running code), ``kernel_side`` (what runs inside it: the probes), ``run``
-(one submission: cells, probes, judging outside the kernel), ``batch``, ``reports``, ``cli``;
-``results`` holds the statuses and result records.
+commands), ``labs`` (the labs from the wings, which lab a notebook is), ``screen`` and ``copies`` (flagging code
+that has no place in an exercise, before it runs), ``sandbox`` and ``_sandbox_init`` (bubblewrap, the allow-list,
+dropping privileges and setting limits), ``kernel`` (starting one, running code), ``kernel_side`` (what runs
+inside it: the probes), ``run`` (one submission: cells, probes, the budget), ``judging`` (the judges, in a worker
+under a time limit), ``batch``, ``reports``, ``cli``; ``results`` holds the statuses and result records.
 """

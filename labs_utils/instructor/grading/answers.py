@@ -310,18 +310,19 @@ def csv_safe(value: str) -> str:
     return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
-def manual_template_rows(sheet: AnswerSheet) -> list[list[str]]:
-    """Rows (header first) of the manual-points CSV: points left blank, 0 for an empty answer."""
+def manual_template_rows(sheet: AnswerSheet, reviews: Sequence[list[str]] = ()) -> list[list[str]]:
+    """Rows (header first) of the manual-points CSV: points left blank, 0 for an empty answer; then ``reviews``
+    (rows that release exercises withheld for review, points left blank)."""
     rows = [list(MANUAL_HEADER)]
     empty = empty_answers(sheet)
     for q in sheet.questions:
         for student in sorted(sheet.answers):
             is_empty = q in empty[student]
             rows.append([csv_safe(student), q.key, "0" if is_empty else "", NO_ANSWER_COMMENT if is_empty else ""])
-    return rows
+    return rows + [[csv_safe(cell) for cell in row] for row in reviews]
 
 
-def write_answers(sheet: AnswerSheet, out_dir: Path) -> list[Path]:
+def write_answers(sheet: AnswerSheet, out_dir: Path, reviews: Sequence[list[str]] = ()) -> list[Path]:
     """Write ``out_dir/labN_answers.html`` and ``out_dir/labN_manual.csv`` (UTF-8); returns both paths.
 
     An existing CSV is never overwritten (it may hold the instructor's points): the template is then written
@@ -334,5 +335,5 @@ def write_answers(sheet: AnswerSheet, out_dir: Path) -> list[Path]:
     if template.exists():
         template = out_dir / f"lab{sheet.lab}_manual.new.csv"
     with template.open("w", newline="", encoding="utf-8") as handle:
-        csv.writer(handle).writerows(manual_template_rows(sheet))
+        csv.writer(handle).writerows(manual_template_rows(sheet, reviews))
     return [page, template]

@@ -12,7 +12,7 @@ from pathlib import Path
 from .kernel import Options
 from .labs import load_labs
 from .results import SubmissionResult, SubmissionStatus
-from .run import grade_submission
+from .run import check_imports, grade_submission
 
 
 def collect(paths: Sequence[Path]) -> list[tuple[Path, str]]:
@@ -37,9 +37,13 @@ def _grade_job(job: tuple[Path, str, Options]) -> SubmissionResult:
 
 def grade_batch(jobs: Sequence[tuple], options: Options, workers: int = 1,
                 progress: bool = False) -> list[SubmissionResult]:
-    """Grade (file, student) pairs, ``workers`` at a time (worker processes); results in the order given."""
+    """Grade (file, student) pairs, ``workers`` at a time (worker processes); results in the order given.
+
+    First, once, a clean kernel imports every lab's checks (:func:`.run.check_imports`): a failure there is the
+    grader's, and after it an import failure inside one submission's kernel is that submission's."""
     if not options.labs:
         options = replace(options, labs=load_labs())
+    options = check_imports(options)
     tasks = [(Path(file), student, options) for file, student in jobs]
     done: list[SubmissionResult] = []
 

@@ -31,9 +31,9 @@ from pathlib import Path
 from .batch import collect, grade_batch
 from .kernel import Options
 from .labs import load_labs
-from .manual import ManualPoint, ManualPointsError, StudentIdError, read_manual, student_id
+from .manual import ManualPoint, ManualPointsError, StudentIdError, read_manual, review_key, student_id
 from .reports import FEEDBACK_FORMATS, feedback, feedback_folder, summary_table, write_reports
-from .results import SubmissionResult, SubmissionStatus
+from .results import Status, SubmissionResult, SubmissionStatus
 from .sandbox import SandboxUnavailable, hidden_paths, sandbox_for
 
 SOLUTIONS = Path(__file__).resolve().parents[3] / "solutions"  # the course repository's, beside labs_utils/
@@ -53,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("submissions", nargs="+", type=Path, help="notebooks, or folders of *.ipynb")
     parser.add_argument("--lab", type=int, help="grade as this lab number (default: detect)")
     parser.add_argument("--timeout", type=int, default=600, help="seconds per cell (default: 600)")
+    parser.add_argument("--budget", type=int, default=3600, metavar="SECONDS",
+                        help="wall-clock seconds per submission, re-runs included; cells left are skipped and "
+                             "exercises not checked by then get 0 (default: 3600; 0: none)")
     parser.add_argument("--jobs", type=int, default=1, help="submissions graded at once (default: 1)")
     parser.add_argument("--fast", action="store_true", help="run the notebooks in fast mode (LABS_FAST=1)")
     parser.add_argument("--memory-limit", type=float, default=None,
@@ -143,8 +146,27 @@ def _merge_note(points: Sequence[ManualPoint], results: Sequence[SubmissionResul
         f"; none of these was graded, their points are left out: {', '.join(unused)}" if unused else "")
 
 
+class Maxima(dict):
+    """Question key -> the most it can give: an exercise's points for the row that releases it after review
+    (:func:`.manual.review_key`), ``written`` (or no maximum) for any other key, i.e. a written answer."""
+
+    def __init__(self, labs, written: float | None) -> None:
+        super().__init__({review_key(lab.number, ex.name): ex.points for lab in labs for ex in lab.exercises})
+        self.written = written
+
+    def get(self, key, default=None):
+        return super().get(key, self.written if self.written is not None else default)
+
+
+def review_rows(results: Sequence[SubmissionResult], lab: int) -> list[list[str]]:
+    """Manual-points template rows for the exercises withheld for review (points left for the instructor)."""
+    return [[r.id, review_key(lab, ex.name), "", f"needs review; the checks gave {ex.withheld:g}/{ex.max_points:g}"]
+            for r in results if r.lab == lab for ex in r.exercises if ex.status is Status.NEEDS_REVIEW]
+
+
 def write_answer_pages(results: Sequence[SubmissionResult], questions: dict, out_dir: Path) -> list[Path]:
-    """``out_dir/labN_answers.html`` and ``labN_manual.csv`` for every lab that was graded and has questions."""
+    """``out_dir/labN_answers.html`` and ``labN_manual.csv`` for every lab that was graded and has questions
+    (the CSV also has a row for each exercise withheld for review)."""
     from .answers import collect_answers, write_answers
 
     written = []
@@ -152,7 +174,7 @@ def write_answer_pages(results: Sequence[SubmissionResult], questions: dict, out
         mine = [(Path(r.path), r.id) for r in results if r.lab == number and r.status is not
                 SubmissionStatus.NOT_A_NOTEBOOK]
         if mine:
-            written += write_answers(collect_answers(mine, notebook), out_dir)
+            written += write_answers(collect_answers(mine, notebook), out_dir, review_rows(results, number))
     return written
 
 
@@ -162,8 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     missing = [str(p) for p in args.submissions if not p.exists()]
     if missing:
         parser.error(f"no such file or folder: {', '.join(missing)}")
-    if args.timeout < 1 or args.jobs < 1:
-        parser.error("--timeout and --jobs must be at least 1")
+    if args.timeout < 1 or args.jobs < 1 or args.budget < 0:
+        parser.error("--timeout and --jobs must be at least 1, --budget at least 0")
     jobs = collect(args.submissions)
     if not jobs:
         parser.error("no *.ipynb files found")
@@ -178,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = Path("gradebook.csv")
     outputs = ([out, feedback_folder(out)] if out is not None else []) + (
         [args.answers] if args.answers is not None else [])
-    hidden = hidden_paths(args.submissions, [*outputs, *args.manual])
+    hidden = hidden_paths(args.submissions, [*outputs, *args.manual, args.solutions])
     try:
         _, warning = sandbox_for(args.sandbox, hidden)
     except SandboxUnavailable as exc:
@@ -207,10 +229,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "repository or give --solutions DIR")
     if args.manual:
         points = []
-        keys = set().union(*(k for _, k in questions.values()))
+        limits = Maxima(labs, args.max_manual)
+        keys = set().union(*(k for _, k in questions.values()), limits)
         for path in args.manual:
             try:
-                points += read_manual(path, students=set(ids.values()), questions=keys, max_points=args.max_manual)
+                points += read_manual(path, students=set(ids.values()), questions=keys, max_points=limits)
             except ManualPointsError as exc:
                 return _fail(f"{exc}\nNothing was graded or written.")
         twice = {(p.student, p.question) for p in points if sum(
@@ -219,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _fail("the --manual files give points twice for " + ", ".join(sorted(map(" ".join, twice)))
                          + ". Fix: keep each (student, question) in one file. Nothing was graded or written.")
     options = Options(timeout=args.timeout, fast=args.fast, memory_limit=memory, labs=labs, lab=args.lab,
-                      sandbox=args.sandbox, hidden=hidden)
+                      sandbox=args.sandbox, hidden=hidden, budget=args.budget)
     results = grade_batch(jobs, options, workers=args.jobs, progress=True)
     for r in results:
         r.student_id = ids.get(r.path, r.student)
@@ -227,12 +250,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(summary_table(results))
     if points is not None:
         print(_merge_note(points, results))
+    review = sum(ex.status is Status.NEEDS_REVIEW for r in results for ex in r.exercises)
+    if review:
+        print(f"{review} exercises need review (their flagged lines are in the feedback): release one with a --manual "
+              "row `student,labN-review-<exercise>,points,comment` (--answers writes these rows into the template)")
     if args.answers is not None:
         pages = write_answer_pages(results, questions, args.answers)
         print(f"wrote {len(pages)} files in {args.answers}: " + ", ".join(p.name for p in pages) if pages
               else f"no graded submission of a lab with written questions: nothing written in {args.answers}")
     if out is not None:
-        written = write_reports(results, out, points, args.max_manual, args.feedback_format)
+        written = write_reports(results, out, points, Maxima(labs, args.max_manual), args.feedback_format)
         feedback_files = written[1:]
         print(f"wrote {out}" + (f" and {len(feedback_files)} feedback files in {feedback_files[0].parent}"
                                 if feedback_files else ""))

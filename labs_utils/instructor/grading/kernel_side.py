@@ -1,9 +1,9 @@
 """What runs inside the kernel that grades a submission (started by python -m labs_utils.grade).
 
-- ``python -m labs_utils.instructor.grading.kernel_side [--memory-limit BYTES] [--parent-pid PID] -f FILE``
-  starts an IPython kernel with no core dumps and, on Linux, a cap on the memory it may allocate, so a runaway
-  allocation raises MemoryError in the student's cell instead of taking the machine down; the
-  kernel exits when the grader that started it dies.
+- ``python -m labs_utils.instructor.grading.kernel_side [--limit=RLIMIT_NAME=VALUE ...] [--parent-pid PID] -f FILE``
+  starts an IPython kernel under hard resource limits (no core dumps; on Linux a cap on the memory it may
+  allocate, so a runaway allocation raises MemoryError in the student's cell instead of taking the machine
+  down; file size, open files); the kernel exits when the grader that started it dies.
 - :func:`probe_in_kernel` runs one exercise's *probe* on the student's objects, with the checks imported
   afresh, and publishes the evidence (JSON text) as display data. It decides nothing: the grader
   decodes the evidence strictly and runs the exercise's *judge* in its own process.
@@ -22,17 +22,20 @@ RESULT_MIME = "application/vnd.labs-utils.grade+json"
 MAX_MESSAGE_CHARS = 2000
 
 
-def limit_resources(memory_bytes: int) -> None:
-    """No core files; at most ``memory_bytes`` of heap (RLIMIT_DATA, Linux) when it is positive."""
+def limit_resources(limits: Sequence[tuple[str, int]]) -> None:
+    """Set each resource limit (name as in :mod:`resource`, e.g. ``RLIMIT_DATA``) soft and hard, never above the
+    hard limit already there: the kernel cannot raise them again. Where :mod:`resource` is missing, nothing."""
     try:
         import resource
     except ImportError:  # Windows: no limits
         return
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    if memory_bytes > 0 and sys.platform.startswith("linux"):
-        _, hard = resource.getrlimit(resource.RLIMIT_DATA)
-        soft = memory_bytes if hard == resource.RLIM_INFINITY else min(memory_bytes, hard)
-        resource.setrlimit(resource.RLIMIT_DATA, (soft, hard))
+    for name, value in limits:
+        which = getattr(resource, name, None)
+        if which is None:
+            continue
+        _, hard = resource.getrlimit(which)
+        value = value if hard == resource.RLIM_INFINITY else min(value, hard)
+        resource.setrlimit(which, (value, value))
 
 
 def exit_with_parent(parent: int, poll_seconds: float = 1.0) -> None:
@@ -111,10 +114,10 @@ def probe_cell(module_name: str, table: str, name: str, seed: int, nonce: str) -
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m labs_utils.instructor.grading.kernel_side", add_help=False)
-    parser.add_argument("--memory-limit", type=int, default=0, help="bytes of heap the kernel may use (0: none)")
+    parser.add_argument("--limit", action="append", default=[], help="RLIMIT_NAME=VALUE, set soft and hard")
     parser.add_argument("--parent-pid", type=int, help="exit when this process (the grader) dies")
     args, kernel_args = parser.parse_known_args(argv)
-    limit_resources(args.memory_limit)
+    limit_resources([(name, int(value)) for name, _, value in (item.partition("=") for item in args.limit)])
     if args.parent_pid:
         exit_with_parent(args.parent_pid)
     else:  # in a sandbox's PID namespace the launcher's pid means nothing (bubblewrap ends us with the grader)

@@ -28,7 +28,15 @@ from .answers import MANUAL_HEADER
 MaxPoints = float | Mapping[str, float] | None  # one maximum for every question, or per question key
 _FORMULA_GUARD = re.compile(r"^'(?=[=+\-@\t\r])")  # the quote answers.csv_safe adds before a leading "=" etc.
 _DECIMAL_COMMA = re.compile(r"^\d+,\d+$")
-_QUESTION_KEY = re.compile(r"^lab(\d+)-(\w+)$")
+_QUESTION_KEY = re.compile(r"^lab(\d+)-(review-\w+|\w+)$")
+REVIEW = "review-"  # a question key lab<N>-review-<exercise>: releases an exercise the screen withheld
+
+
+def review_key(lab: int, exercise: str) -> str:
+    """The manual-points question that releases exercise ``exercise`` of lab ``lab`` after review: the points
+    given there replace the withheld exercise's 0 (e.g. ``lab3-review-Convergence_rate``)."""
+    slug = re.sub(r"\W+", "_", exercise).strip("_")
+    return f"lab{lab}-{REVIEW}{slug}"
 
 
 class ManualPointsError(ValueError):
@@ -55,6 +63,11 @@ class ManualPoint:
         """The question as students know it ("Q2")."""
         match = _QUESTION_KEY.match(self.question)
         return match.group(2) if match else self.question
+
+    @property
+    def is_review(self) -> bool:
+        """Releases an exercise withheld for review (see :func:`review_key`), rather than a written answer."""
+        return self.label.startswith(REVIEW)
 
 
 def _decode(raw: bytes, path: Path) -> str:
@@ -201,7 +214,7 @@ def manual_total(points: Sequence[ManualPoint]) -> float:
 def feedback_lines(points: Sequence[ManualPoint], student: str, lab: int | None = None,
                    max_points: MaxPoints = None) -> list[str]:
     """The lines a student's feedback gets about their written answers (empty when nothing was graded)."""
-    mine = sorted((p for p in points if p.student == student and (lab is None or p.lab == lab)),
+    mine = sorted((p for p in points if p.student == student and (lab is None or p.lab == lab) and not p.is_review),
                   key=lambda p: (p.lab or 0, p.question))
     if not mine:
         return []

@@ -15,8 +15,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from .manual import ManualPoint, MaxPoints, feedback_lines, manual_total
-from .results import SubmissionResult, SubmissionStatus
+from .manual import ManualPoint, MaxPoints, feedback_lines, manual_total, review_key
+from .results import ExerciseResult, Status, SubmissionResult, SubmissionStatus
 from .safe_markdown import markdown_html
 
 MAX_LISTED_ERRORS = 10  # cell errors listed in a student's feedback (all of them are in the JSON report)
@@ -25,6 +25,24 @@ FEEDBACK_FORMATS = {"txt": ".txt", "md": ".md", "html": ".html"}
 
 def _mine(result: SubmissionResult, manual: Sequence[ManualPoint]) -> list[ManualPoint]:
     return [p for p in manual if p.student == result.id and p.lab == result.lab]
+
+
+def released(result: SubmissionResult, exercise: ExerciseResult, mine: Sequence[ManualPoint]) -> ManualPoint | None:
+    """The manual-points row that releases a withheld exercise after review (None: still withheld)."""
+    if exercise.status is not Status.NEEDS_REVIEW or result.lab is None:
+        return None
+    key = review_key(result.lab, exercise.name)
+    return next((p for p in mine if p.question == key), None)
+
+
+def _heading(result: SubmissionResult, ex: ExerciseResult, mine: Sequence[ManualPoint]) -> str:
+    """"✔ name: 2/2 passed", or for a withheld exercise "✘ name: 0/2 needs review" / "... released after review"."""
+    release = released(result, ex, mine)
+    points = release.points if release is not None else ex.points
+    mark = "✔" if points == ex.max_points else "✘"
+    state = (f"released after review{' (' + release.comment + ')' if release.comment else ''}" if release is not None
+             else ex.status.text)
+    return f"{mark} {ex.name}: {points:g}/{ex.max_points:g} {state}"
 
 
 def feedback(result: SubmissionResult, manual: Sequence[ManualPoint] = (), max_points: MaxPoints = None) -> str:
@@ -40,9 +58,9 @@ def feedback(result: SubmissionResult, manual: Sequence[ManualPoint] = (), max_p
             lines.append(f"Total: {result.total + manual_total(mine):g}")
         lines.append("")
         for ex in result.exercises:
-            mark = "✔" if ex.points == ex.max_points else "✘"
-            lines.append(f"{mark} {ex.name}: {ex.points:g}/{ex.max_points:g} {ex.status.text}")
+            lines.append(_heading(result, ex, mine))
             lines += [f"    {line}" for line in ex.message.splitlines()]
+            lines += [f"    ! {flag}" for flag in ex.flags]
             if _one_reason(ex):
                 lines.append(f"    all parts ({', '.join(p.name for p in ex.parts)}) failed:")
                 lines += [f"        {line}" for line in str(ex.parts[0].message).splitlines()]
@@ -108,10 +126,11 @@ def feedback_markdown(result: SubmissionResult, manual: Sequence[ManualPoint] = 
         lines += ["", f"**{written[0]}**", "", *written[1:], "",
                   f"**Total: {(result.total if graded else 0) + manual_total(mine):g}**"]
     for ex in result.exercises if graded else []:
-        mark = "✔" if ex.points == ex.max_points else "✘"
-        lines += ["", f"## {mark} {ex.name}: {ex.points:g}/{ex.max_points:g} {ex.status.text}"]
+        lines += ["", f"## {_heading(result, ex, mine)}"]
         if ex.message:
             lines += _fenced(ex.message)
+        if ex.flags:
+            lines += _fenced("\n".join(ex.flags))
         if _one_reason(ex):
             lines += ["", f"All parts ({', '.join(p.name for p in ex.parts)}) failed:"]
             lines += _fenced(str(ex.parts[0].message))
@@ -172,13 +191,22 @@ def write_csv(results: Sequence[SubmissionResult], path: Path, manual: Sequence[
         writer.writerow(["student_id", "student", "file", "lab", "status", "total", "auto", "max_auto", "manual",
                          *exercise_names, "empty_answers", "problems", "sandboxed", "sha256", "seconds"])
         for r in results:
-            points = {ex.name: f"{ex.points:g}" for ex in r.exercises}
-            by_hand = manual_total(_mine(r, manual)) if manual is not None else None
+            mine = _mine(r, manual or ())
+            points = {ex.name: _cell(r, ex, mine) for ex in r.exercises}
+            by_hand = manual_total(mine) if manual is not None else None
             writer.writerow([csv_safe(r.id), csv_safe(r.student), csv_safe(r.path), "" if r.lab is None else r.lab,
                              r.status.value, f"{r.total + (by_hand or 0):g}", f"{r.total:g}", f"{r.max_total:g}",
                              "" if by_hand is None else f"{by_hand:g}", *(points.get(n, "") for n in exercise_names),
                              len(r.empty_answers), csv_safe(" | ".join(r.problems)), "yes" if r.sandboxed else "NO",
                              r.sha256, f"{r.seconds:.1f}"])
+
+
+def _cell(result: SubmissionResult, ex: ExerciseResult, mine: Sequence[ManualPoint]) -> str:
+    """An exercise's gradebook cell: its points, or "needs review" until a manual row releases it."""
+    release = released(result, ex, mine)
+    if ex.status is Status.NEEDS_REVIEW:
+        return f"{release.points:g}" if release is not None else "needs review"
+    return f"{ex.points:g}"
 
 
 def write_reports(results: Sequence[SubmissionResult], out: Path, manual: Sequence[ManualPoint] | None = None,

@@ -16,6 +16,8 @@ class Status(str, Enum):
     TIMEOUT = "timeout"
     CRASHED = "crashed"  # the kernel died while it was probed
     NOT_RUN = "not-run"
+    INTERFERES = "interferes"  # the submission broke what grading needs (e.g. importing the checks): 0 points
+    NEEDS_REVIEW = "needs-review"  # the screen flagged its code: withheld until an instructor releases it
 
     @property
     def text(self) -> str:
@@ -25,7 +27,7 @@ class Status(str, Enum):
 _EXERCISE_TEXT = {
     Status.PASSED: "passed", Status.PARTIAL: "partly passed", Status.FAILED: "failed", Status.MISSING: "missing",
     Status.ERROR: "check crashed", Status.TIMEOUT: "timed out", Status.CRASHED: "kernel died",
-    Status.NOT_RUN: "not run",
+    Status.NOT_RUN: "not run", Status.INTERFERES: "interferes with grading", Status.NEEDS_REVIEW: "needs review",
 }
 
 
@@ -67,6 +69,8 @@ class ExerciseResult:
     status: Status
     message: str = ""  # why the exercise as a whole was not judged part by part (missing, crashed, ...)
     parts: list[PartResult] = field(default_factory=list)
+    withheld: float = 0.0  # NEEDS_REVIEW: the points the checks gave, which count only once released
+    flags: list[str] = field(default_factory=list)  # NEEDS_REVIEW: what the screen found, with its lines
 
 
 @dataclass

@@ -1,33 +1,43 @@
 """Grading one submission: run its cells in a fresh (sandboxed) kernel, probe each exercise there, judge here.
 
 The kernel only *measures* (the exercise's probe, on inputs drawn from a seed this process picks per
-run); the verdict comes from the exercise's judge, run in this process on evidence decoded strictly.
-What a submission prints, publishes or patches in its kernel can at most spoil its own evidence.
+run); the verdict comes from the exercise's judge, run in a worker of this process (under a time limit) on
+evidence decoded strictly. What a submission prints, publishes or patches in its kernel can spoil its own
+evidence; whether it can forge valid evidence is the README's threat model. Before anything runs, the code is
+screened (:mod:`.screen`): what has no place in an exercise withholds the exercises it touches for review.
 """
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
 import shutil
 import tempfile
 import time
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ... import evidence as ev
 from ... import exercises
-from .kernel import KernelDied, KernelSession, Options
+from . import judging
+from .kernel import KernelDied, KernelSession, Options, lab_modules
 from .kernel_side import _shorten, probe_cell
 from .labs import Lab, detect_lab, load_labs
 from .results import CellError, CellOutcome, ExerciseResult, PartResult, Status, SubmissionResult, SubmissionStatus
 from .sandbox import Sandbox, sandbox_for
+from .screen import Finding, screen
 from .submissions import Cell, NotANotebook, definitions_outside_code, empty_answers, read_cells, without_shell_commands
 
 MAX_KERNEL_STARTS = 4  # the first run plus re-runs after a cell killed or hung the kernel
 IMPORT_TIMEOUT_S = 300  # importing the checks (torch) before the first probe, whatever --timeout says
+INTERFERES = "something in the notebook interferes with grading"
+MAX_FLAGS = 12  # flagged lines listed per exercise
+
+
+class BudgetSpent(Exception):
+    """The submission used up its wall-clock budget (Options.budget)."""
 
 
 @dataclass
@@ -40,17 +50,27 @@ class RunState:
     graded: dict[str, ExerciseResult] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     cells_seconds: float = 0.0
+    deadline: float | None = None  # time.monotonic() when the budget is spent
 
     def note(self, problem: str) -> None:
         if problem not in self.problems:  # re-runs meet the same problems again
             self.problems.append(problem)
+
+    def time_left(self, limit: int) -> int:
+        """Seconds the next step may take: ``limit``, or less when the budget is nearly spent; BudgetSpent."""
+        if self.deadline is None:
+            return limit
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise BudgetSpent()
+        return max(1, min(limit, math.ceil(left)))
 
 
 def _preload(kernel: KernelSession, lab: Lab) -> None:
     """Import the lab's checks (and torch behind them) before any student cell, under the import budget: a cell's
     timeout then measures the student's code, never torch's import (interrupted half-way, that import would leave
     a broken torch behind). Failing here, in a kernel no student code has touched, is the grader's own fault."""
-    outcome, error, _ = kernel.run(f"import labs_utils.evidence, {lab.module}", IMPORT_TIMEOUT_S)
+    outcome, error, _ = kernel.run(_import_cell(lab), IMPORT_TIMEOUT_S)
     if outcome is not CellOutcome.OK:
         reason = f"{error.get('ename')}: {error.get('evalue')}" if error else "it timed out"
         raise RuntimeError(f"a fresh kernel cannot import {lab.module} ({reason})")
@@ -58,10 +78,15 @@ def _preload(kernel: KernelSession, lab: Lab) -> None:
 
 def _run_cells(kernel: KernelSession, state: RunState) -> None:
     """Run the code cells in order; cells that killed or hung the kernel before are skipped."""
-    timeout = kernel.options.timeout
     for cell in state.code:
         if cell.index in state.skipped:
             continue
+        try:
+            timeout = state.time_left(kernel.options.timeout)
+        except BudgetSpent:
+            state.note(f"the notebook used up its {kernel.options.budget} s budget: {cell.label} and the cells "
+                       "after it were not run")
+            raise
         source, commands = without_shell_commands(cell.source)
         if commands:
             state.note(f"{cell.label}: shell commands are not run by the grader ({'; '.join(commands)[:200]})")
@@ -84,16 +109,16 @@ def _run_cells(kernel: KernelSession, state: RunState) -> None:
             state.errors.pop(cell.index, None)
 
 
-def judged(exercise: exercises.Exercise, evidence_text: Any, seed: int) -> ExerciseResult:
-    """The verdict on evidence from the kernel: decoded strictly, judged here; never raises."""
+def judged(exercise: exercises.Exercise, evidence_text: Any, seed: int, timeout: float | None = None) -> ExerciseResult:
+    """The verdict on evidence from the kernel: decoded strictly and judged (in the judge worker, at most
+    ``timeout`` seconds, when given); never raises: anything wrong fails this exercise's parts only."""
     try:
-        if not isinstance(evidence_text, str):
-            raise ev.EvidenceError("the kernel sent no evidence text")
-        found = ev.decode(evidence_text)
-    except ev.EvidenceError as exc:
-        found = {exercises.ERROR_KEY: f"the grader could not read what the check measured in your kernel ({exc}); "
-                                      "something in the notebook interferes with grading"}
-    verdicts = exercises.judge(exercise, found, seed)
+        verdicts = judging.judge_with_timeout(exercise, evidence_text, seed, timeout)
+    except judging.JudgeFailed as exc:
+        verdicts = {part.name: str(exc) for part in exercise.parts}
+    except Exception as exc:  # the grader's own trouble with this evidence: still this exercise only
+        verdicts = {part.name: f"the evidence could not be judged ({type(exc).__name__}: {exc})"
+                    for part in exercise.parts}
     parts = [PartResult(part.name, float(part.points) if verdicts.get(part.name) is None else 0.0,
                         float(part.points), None if verdicts.get(part.name) is None
                         else _shorten(str(verdicts[part.name]))) for part in exercise.parts]
@@ -118,34 +143,43 @@ def _failed(exercise: exercises.Exercise, status: Status, message: str) -> Exerc
     return ExerciseResult(exercise.name, 0.0, float(exercise.points), status, message)
 
 
+def _import_cell(lab: Lab) -> str:
+    return f"import labs_utils.evidence, {lab.module}"
+
+
 def _probe_all(kernel: KernelSession, lab: Lab, cells: Sequence[Cell], state: RunState) -> None:
-    outcome, error, _ = kernel.run(f"import labs_utils.evidence, {lab.module}",
-                                   max(kernel.options.timeout, IMPORT_TIMEOUT_S))
-    if outcome is not CellOutcome.OK:
-        reason = f"{error.get('ename')}: {error.get('evalue')}" if error else "it timed out"
-        raise RuntimeError(f"the kernel cannot import {lab.module} ({reason})")
+    judging.warm_up()  # the judge worker imports torch while the kernel imports the checks (not under a cell's timeout)
+    outcome, error, _ = kernel.run(_import_cell(lab), state.time_left(max(kernel.options.timeout, IMPORT_TIMEOUT_S)))
+    if outcome is not CellOutcome.OK:  # the batch checked that a clean kernel imports them: the notebook broke it
+        reason = f"{error.get('ename')}: {_shorten(str(error.get('evalue')))[:300]}" if error else "it timed out"
+        message = f"after the notebook ran, the checks could not be imported ({reason}): {INTERFERES}"
+        state.note(message)
+        for exercise in lab.exercises:
+            state.graded.setdefault(exercise.name, _failed(exercise, Status.INTERFERES, message))
+        return
     for exercise in lab.exercises:
         if exercise.name in state.graded:
             continue
         seed, nonce = secrets.randbelow(2**31), secrets.token_hex(16)
+        timeout = state.time_left(kernel.options.timeout)
         try:
             outcome, error, results = kernel.run(probe_cell(lab.module, lab.table, exercise.name, seed, nonce),
-                                                 kernel.options.timeout)
+                                                 timeout)
         except KernelDied as died:
             state.graded[exercise.name] = _failed(exercise, Status.CRASHED,
                                                   f"while this exercise was checked, your code {died.how}")
             raise
         mine = [r for r in results if isinstance(r, dict) and r.get("nonce") == nonce]
         if outcome is CellOutcome.TIMEOUT:
-            result = _failed(exercise, Status.TIMEOUT, f"the check did not finish within {kernel.options.timeout} s "
+            result = _failed(exercise, Status.TIMEOUT, f"the check did not finish within {timeout} s "
                                                        "(an endless loop in your code?)")
         elif len(mine) > 1:
             result = judged(exercise, None, seed)  # a forged result next to the real one: trust neither
-            result.message = "the kernel sent more than one result: something in the notebook interferes with grading"
+            result.message = f"the kernel sent more than one result: {INTERFERES}"
         elif mine and isinstance(mine[0].get("missing"), list):
-            result = _missing(exercise, mine[0]["missing"], cells)
+            result = _missing(exercise, [str(n) for n in mine[0]["missing"]][:20], cells)
         elif mine and outcome is CellOutcome.OK:
-            result = judged(exercise, mine[0].get("evidence"), seed)
+            result = judged(exercise, mine[0].get("evidence"), seed, kernel.options.judge_timeout)
         else:
             detail = f"{error.get('ename')}: {error.get('evalue')}" if error else "no result"
             result = _failed(exercise, Status.ERROR, _shorten(f"the check could not run ({detail})"))
@@ -153,12 +187,16 @@ def _probe_all(kernel: KernelSession, lab: Lab, cells: Sequence[Cell], state: Ru
 
 
 def run_submission(cells: Sequence[Cell], lab: Lab, options: Options, sandbox: Sandbox | None) -> RunState:
-    """Execute the code cells in a fresh kernel, then probe and judge every exercise."""
+    """Execute the code cells in a fresh kernel, then probe and judge every exercise (within the budget)."""
     state = RunState([c for c in cells if c.cell_type == "code" and c.source.strip()])
+    if options.budget > 0:
+        state.deadline = time.monotonic() + options.budget
+    why_not = f"not graded: the kernel died {MAX_KERNEL_STARTS} times"
     workdir = tempfile.mkdtemp(prefix="labs-grade-")
     try:
         for _ in range(MAX_KERNEL_STARTS):
             try:
+                state.time_left(1)
                 with KernelSession(options, workdir, sandbox) as kernel:
                     _preload(kernel, lab)
                     _run_cells(kernel, state)
@@ -166,21 +204,63 @@ def run_submission(cells: Sequence[Cell], lab: Lab, options: Options, sandbox: S
                 break
             except KernelDied:
                 continue
+            except BudgetSpent:
+                why_not = f"not checked: the submission used up its {options.budget} s budget before this exercise"
+                state.note(f"the submission used up its {options.budget} s budget; the exercises not checked by "
+                           "then get no points")
+                break
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     for exercise in lab.exercises:
         if exercise.name not in state.graded:
-            state.graded[exercise.name] = _failed(exercise, Status.NOT_RUN,
-                                                  f"not graded: the kernel died {MAX_KERNEL_STARTS} times")
+            state.graded[exercise.name] = _failed(exercise, Status.NOT_RUN, why_not)
     return state
+
+
+_CHECKED: dict = {}  # options (without import_errors) -> import_errors, for grade_submission called alone
+
+
+def check_imports(options: Options) -> Options:
+    """``options`` with ``import_errors``: once, in a clean kernel (sandboxed as the submissions will be), import
+    each lab's checks; a lab whose checks fail here is the grader's problem, not its submissions'."""
+    if options.import_errors is not None:
+        return options
+    if not options.labs:
+        options = replace(options, labs=load_labs())
+    key = replace(options, import_errors=None)
+    if key not in _CHECKED:
+        labs = [lab for lab in options.labs if lab.module and lab.exercises]
+        errors: list[tuple[int, str]] = []
+        workdir = tempfile.mkdtemp(prefix="labs-grade-check-")
+        try:
+            sandbox, _ = sandbox_for(options.sandbox, options.hidden, lab_modules(options), options.limits(True))
+            with KernelSession(options, workdir, sandbox) as kernel:
+                for lab in labs:
+                    outcome, error, _ = kernel.run(_import_cell(lab), max(options.timeout, IMPORT_TIMEOUT_S))
+                    if outcome is not CellOutcome.OK:
+                        reason = f"{error.get('ename')}: {error.get('evalue')}" if error else "it timed out"
+                        errors.append((lab.number, f"the kernel cannot import {lab.module} ({reason})"))
+        except Exception as exc:  # KernelDied, SandboxUnavailable, a kernel that cannot start
+            errors = [(lab.number, f"a clean kernel cannot import {lab.module} ({type(exc).__name__}: {exc})")
+                      for lab in labs]
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        _CHECKED[key] = tuple(errors)
+    return replace(options, import_errors=_CHECKED[key])
 
 
 def grade_submission(path: Path, student: str, options: Options) -> SubmissionResult:
     """Grade one file; never raises (a failure of the grader itself gives status "grader-error")."""
     from ..notebooks import ANSWER_PROMPT
 
-    start = time.perf_counter()
     result = SubmissionResult(student=student, path=str(path))
+    try:
+        options = check_imports(options)
+    except Exception as exc:  # e.g. the labs cannot be loaded
+        result.status = SubmissionStatus.GRADER_ERROR
+        result.problems.append(f"the grader failed: {type(exc).__name__}: {exc}")
+        return result
+    start = time.perf_counter()
     try:
         raw = path.read_bytes()
         result.sha256 = hashlib.sha256(raw).hexdigest()
@@ -199,13 +279,20 @@ def grade_submission(path: Path, student: str, options: Options) -> SubmissionRe
         elif not lab.exercises:
             result.lab, result.status = number, SubmissionStatus.NO_EXERCISES
             result.problems.append(f"lab {number} ({lab.title}) has no graded exercises")
+        elif dict(options.import_errors or ()).get(number):
+            result.lab, result.status = number, SubmissionStatus.GRADER_ERROR
+            result.problems.append(f"the grader failed: {dict(options.import_errors)[number]}")
         else:
             result.lab = number
             result.empty_answers = empty_answers(cells, ANSWER_PROMPT)
-            sandbox, _ = sandbox_for(options.sandbox, options.hidden)
+            sandbox, _ = sandbox_for(options.sandbox, options.hidden, lab_modules(options), options.limits(True))
             result.sandboxed = sandbox is not None
+            flags = _screened(cells, lab) if options.screen else {}
             state = run_submission(cells, lab, options, sandbox)
-            result.exercises = [state.graded[ex.name] for ex in lab.exercises]
+            result.exercises = [_withheld(state.graded[ex.name], flags.get(ex.name)) for ex in lab.exercises]
+            if flags:
+                result.problems.append(f"withheld for review: {', '.join(flags)} (the flagged lines are listed under "
+                                       "each exercise; --manual releases them)")
             result.cell_errors = [state.errors[index] for index in sorted(state.errors)]
             result.problems += state.problems
             result.cells_seconds = round(state.cells_seconds, 2)
@@ -219,6 +306,29 @@ def grade_submission(path: Path, student: str, options: Options) -> SubmissionRe
         result.problems.append(f"the grader failed: {type(exc).__name__}: {exc} "
                                f"({Path(last.filename).name}:{last.lineno})")
     result.seconds = round(time.perf_counter() - start, 2)
+    return result
+
+
+def _screened(cells: Sequence[Cell], lab: Lab) -> dict[str, list]:
+    """Exercise name -> what the screen flagged; when the screen itself fails, every exercise, saying so."""
+    try:
+        return screen(cells, lab)
+    except Exception as exc:  # e.g. code nested too deeply to walk: it cannot pass unread
+        return {ex.name: [f"the screen could not read this notebook's code ({type(exc).__name__})"]
+                for ex in lab.exercises}
+
+
+def _withheld(result: ExerciseResult, findings: Sequence[Finding | str] | None) -> ExerciseResult:
+    """The exercise's result, withheld for review (0 points, the checks' points kept aside) when flagged."""
+    if not findings:
+        return result
+    listed = [str(f) for f in findings[:MAX_FLAGS]]
+    if len(findings) > MAX_FLAGS:
+        listed.append(f"... and {len(findings) - MAX_FLAGS} more")
+    message = (f"withheld until the instructor reviews it: the code has things that have no place in an exercise "
+               f"(below); the checks gave {result.points:g}/{result.max_points:g}")
+    result.message = message + (f". {result.status.text}: {result.message}" if result.message else "")
+    result.withheld, result.points, result.status, result.flags = result.points, 0.0, Status.NEEDS_REVIEW, listed
     return result
 
 

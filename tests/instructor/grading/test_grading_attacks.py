@@ -240,6 +240,18 @@ def test_forged_results_and_patched_comparisons_score_zero(sandboxed, name):
 
 @pytest.mark.slow
 @needs_sandbox
+def test_every_attack_is_withheld_for_review_with_the_lines_that_gave_it_away(sandboxed):
+    attacks = [r for name, r in sandboxed.items() if not name.startswith(("solution", "partial"))]
+    assert attacks and all(r.total == 0 for r in attacks)
+    for r in attacks:
+        assert {ex.status for ex in r.exercises} == {"needs-review"}, feedback(r)
+        assert all(ex.flags and "line" in ex.flags[0] for ex in r.exercises) and "needs review" in feedback(r)
+    honest = [r for name, r in sandboxed.items() if name.startswith(("solution", "partial"))]
+    assert not any(ex.flags for r in honest for ex in r.exercises)
+
+
+@pytest.mark.slow
+@needs_sandbox
 def test_patched_torch_numpy_and_builtins_do_not_make_a_do_nothing_step_pass(sandboxed):
     assert _score(sandboxed, "patched_torch_lab3") == 0
 
@@ -278,7 +290,7 @@ def test_without_the_sandbox_the_copying_attacks_are_real(attacks, tmp_path):
     folder = tmp_path / "unsandboxed"
     write_all(folder, {f"{name}_lab1.ipynb": attacks["notebooks"][f"{name}_lab1.ipynb"]
                        for name in ("read_solutions", "grader_command_line", "network")})
-    results = grade_folder(folder, sandbox="off")
+    results = grade_folder(folder, sandbox="off", screen=False)  # the screen would withhold them for review
     assert {name: r.total for name, r in results.items()} == {
         "read_solutions_lab1": 3, "grader_command_line_lab1": 3, "network_lab1": 3}
     assert not any(r.sandboxed for r in results.values())

@@ -298,10 +298,15 @@ def test_infinite_loop_is_interrupted_and_grading_goes_on(batch):
     assert f"starting `while True:`) did not finish within {HANG_TIMEOUT} s and was interrupted" in problems(r)
 
 
+def earned(r: SubmissionResult) -> float:
+    """What the checks gave, withheld points included (signal, ctypes and os.kill are flagged for review)."""
+    return sum(ex.points + ex.withheld for ex in r.exercises)
+
+
 @pytest.mark.slow
 def test_loop_that_ignores_the_interrupt_gets_its_kernel_replaced(batch):
     r = result(batch, "stuck_lab1")
-    assert r.total == 3
+    assert earned(r) == 3 and r.total == 0 and set(statuses(r).values()) == {"needs-review"}  # signal is flagged
     assert "ignored the interrupt, so the kernel was stopped" in problems(r)
 
 
@@ -313,7 +318,7 @@ def test_loop_that_ignores_the_interrupt_gets_its_kernel_replaced(batch):
 ])
 def test_cell_that_kills_the_kernel_is_skipped_on_a_rerun(batch, name, how):
     r = result(batch, name)
-    assert r.total == 3
+    assert earned(r) == 3 and r.total == (3 if name == "exit_lab1" else 0)  # ctypes and os.kill: needs review
     assert how in problems(r) and "run again from the top without that cell" in problems(r)
 
 

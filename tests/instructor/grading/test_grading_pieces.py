@@ -13,15 +13,17 @@ import pytest
 from conftest import needs_sandbox
 
 from labs_utils import evidence as ev
+from labs_utils.exercises import Exercise, Part
 from labs_utils.instructor.grading import kernel_side
 from labs_utils.instructor.grading.batch import collect
+from labs_utils.instructor.grading.cli import Maxima, review_rows
 from labs_utils.instructor.grading.kernel import death
 from labs_utils.instructor.grading.labs import detect_lab
-from labs_utils.instructor.grading.manual import ManualPoint
+from labs_utils.instructor.grading.manual import ManualPoint, ManualPointsError, read_manual, review_key
 from labs_utils.instructor.grading.reports import feedback, feedback_html, feedback_markdown, write_reports
 from labs_utils.instructor.grading.results import Status, SubmissionResult
-from labs_utils.instructor.grading.run import judged
-from labs_utils.instructor.grading.sandbox import Sandbox, repository_roots, solutions_folders
+from labs_utils.instructor.grading.run import _withheld, judged
+from labs_utils.instructor.grading.sandbox import LIB, Sandbox, repository_roots
 from labs_utils.instructor.grading.submissions import defined_names, empty_answers, read_cells, without_shell_commands
 from labs_utils.instructor.notebooks import ANSWER_PROMPT
 
@@ -102,12 +104,45 @@ def test_evidence_from_another_seed_fails():
     assert judged(DOUBLE, _evidence(lambda x: 2 * x, 7), 8).points == 0
 
 
-@pytest.mark.parametrize("text", [None, "", "not json", '{"positive": "passed"}', '{"__passed__": true}',
-                                  '{"__tensor__": {"dtype": "float32", "shape": [9], "data": "AAAA"}}',
-                                  "[" * 100_000, '{"positive": [1e999]}'])
+def _tensor_text(shape, data: str, dtype: str = "float32") -> str:
+    return json.dumps({"positive": {"__tensor__": {"dtype": dtype, "shape": shape, "data": data}}})
+
+
+UNDECODABLE = [
+    "", "not json", '{"__tensor__": {"dtype": "float32", "shape": [9], "data": "AAAA"}}', "[" * 100_000,
+    _tensor_text([1], "!!!!!!!!"),  # not base64
+    _tensor_text([1], "\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9"),  # not ASCII
+    _tensor_text([1] * 65, "AAAAAA=="),  # more dimensions than numpy has
+    _tensor_text([2**64, 0], ""), _tensor_text([2**40, 2**40, 0], ""),  # huge shapes of nothing
+    _tensor_text([3], "AAAAAA=="),  # the wrong number of bytes
+]
+
+
+@pytest.mark.parametrize("text", [None, '{"positive": "passed"}', '{"__passed__": true}', '{"positive": [1e999]}',
+                                  *UNDECODABLE])
 def test_malformed_or_forged_evidence_fails_every_part_without_crashing(text):
     result = judged(DOUBLE, text, 7)
     assert result.points == 0 and all(p.message for p in result.parts)
+
+
+@pytest.mark.parametrize("text", UNDECODABLE)
+def test_every_decode_failure_is_an_evidence_error(text):
+    with pytest.raises(ev.EvidenceError):
+        ev.decode(text)
+
+
+def _endless_judge(evidence, *, seed):
+    while True:
+        pass
+
+
+def test_a_judge_that_runs_too_long_fails_its_exercise_and_the_next_one_is_judged():
+    slow = Exercise("slow", ("double",), (Part("one", 1), Part("two", 1)), gf.probe_double, _endless_judge)
+    start = time.perf_counter()
+    result = judged(slow, _evidence(lambda x: 2 * x, 7), 7, timeout=2)
+    assert time.perf_counter() - start < 60 and result.points == 0  # 2 s, plus the worker's start on a busy CI
+    assert all("took more than 2 s" in p.message and "interferes with grading" in p.message for p in result.parts)
+    assert judged(DOUBLE, _evidence(lambda x: 2 * x, 7), 7, timeout=60).points == 2  # in a fresh worker
 
 
 # ----------------------------------------------------------------------------- reports
@@ -160,6 +195,39 @@ def test_gradebook_has_the_student_id_and_auto_manual_total_columns(tmp_path):
         write_reports([_graded()], tmp_path / "x.csv", feedback_format="pdf")
 
 
+def test_a_flagged_exercise_needs_review_until_a_manual_row_releases_it(tmp_path):
+    result = _graded()
+    _withheld(result.exercises[0], ["code cell 3, line 2: `os.kill(1, 9)`: process control (os.kill)"])
+    ex = result.exercises[0]
+    assert (ex.points, ex.withheld, ex.status, result.total) == (0, 1, Status.NEEDS_REVIEW, 0)
+    text = feedback(result)
+    assert "✘ double: 0/2 needs review" in text and "the checks gave 1/2" in text and "! code cell 3, line 2" in text
+    assert "process control" in feedback_markdown(result)
+    row = next(csv.DictReader(write_reports([result], tmp_path / "held.csv")[0].open(encoding="utf-8")))
+    assert (row["double"], row["total"]) == ("needs review", "0")
+    release = ManualPoint("s123", review_key(1, "double"), 1.0, "read it: harmless", 2)
+    row = next(csv.DictReader(write_reports([result], tmp_path / "out.csv", [release])[0].open(encoding="utf-8")))
+    assert (row["double"], row["manual"], row["total"]) == ("1", "1", "1")
+    text = feedback(result, [release])
+    assert "✘ double: 1/2 released after review (read it: harmless)" in text and "Total: 1" in text
+    assert "Written answers" not in text  # a release is not a written answer
+    assert review_rows([result], 1) == [["s123", "lab1-review-double", "", "needs review; the checks gave 1/2"]]
+
+
+def test_release_rows_are_checked_against_the_exercises_points(tmp_path):
+    labs = gf.toy_labs()
+    maxima = Maxima(labs, 2)
+    keys = {"lab1-P1", *maxima}
+    (tmp_path / "m.csv").write_text(f"student,question,points,comment\nann,{review_key(3, 'sgd')},2,ok\n"
+                                    "ann,lab1-P1,2,\n", encoding="utf-8")
+    points = read_manual(tmp_path / "m.csv", {"ann"}, keys, maxima)
+    assert [(p.lab, p.is_review) for p in points] == [(3, True), (1, False)]
+    (tmp_path / "m.csv").write_text(f"student,question,points,comment\nann,{review_key(1, 'greet')},2,\n",
+                                    encoding="utf-8")
+    with pytest.raises(ManualPointsError, match="above this question's maximum of 1"):
+        read_manual(tmp_path / "m.csv", {"ann"}, keys, maxima)
+
+
 # ----------------------------------------------------------------------------- kernel side, sandbox
 
 def test_probe_cell_is_valid_python_naming_module_table_exercise_seed_and_nonce():
@@ -184,26 +252,32 @@ def test_exit_codes_of_a_sandboxed_kernel_name_the_signal():
     assert "SIGKILL" in death(-9)
 
 
-def test_sandbox_hides_solutions_of_every_checkout_and_the_given_paths(tmp_path):
-    assert Path(__file__).resolve().parents[3] in repository_roots()
-    (tmp_path / "subs").mkdir()
-    (tmp_path / "grades.csv").write_text("x")
-    sandbox = Sandbox((str(tmp_path / "subs"), str(tmp_path / "grades.csv")))
-    command = sandbox.arguments(str(tmp_path / "w"), ["k"])
-    for folder in solutions_folders():
-        assert command[command.index(str(folder)) - 1] == "--tmpfs"
-    assert command[command.index(str((tmp_path / "subs").resolve())) - 1] == "--tmpfs"
-    assert command[command.index(str((tmp_path / "grades.csv").resolve())) - 2:][:2] == ["--ro-bind", "/dev/null"]
-    assert {"--unshare-net", "--unshare-pid", "--die-with-parent"} <= set(command) and command[-2:] == ["--", "k"]
+@pytest.mark.parametrize("kind", ["root", "user"])
+def test_sandbox_binds_an_allow_list_never_a_repository(tmp_path, kind):
+    repository = Path(__file__).resolve().parents[3]
+    assert repository in repository_roots()
+    sandbox = Sandbox(("/somewhere/subs",), (gf.TOY_MODULE,), kind)
     (tmp_path / "w").mkdir()
-    assert str(tmp_path / "subs") not in " ".join(sandbox.command(str(tmp_path / "w"), ["k"]))  # in a file
+    args = sandbox.arguments(str(tmp_path / "w"), {"HOME": "/labs-grading/work"})
+    sources = [args[i + 1] for i, a in enumerate(args) if a in ("--ro-bind", "--bind", "--ro-bind-try")]
+    assert str(repository / "labs_utils") in sources and str(repository / "tests" / "grading_fixtures.py") in sources
+    assert not [s for s in sources if Path(s) == repository or Path(s) in repository.parents
+                or s.startswith(str(repository / "tests") + "/") and not s.endswith("grading_fixtures.py")]
+    assert args[args.index(str(repository / "labs_utils")) + 1] == f"{LIB}/labs_utils"
+    assert {"--die-with-parent", "--new-session", "--clearenv"} <= set(args)
+    assert {"--unshare-net", "--unshare-pid"} <= set(args) or "--unshare-all" in args
+    assert args[args.index("--cap-drop") + 1] == "ALL" and "/tmp" in args and "--remount-ro" in args
+    if kind == "user":
+        assert {"--unshare-user", "--disable-userns"} <= set(args) and args[args.index("--uid") + 1] == "65534"
+    command = sandbox.command(str(tmp_path / "w"), ["k"], {})
+    assert str(repository) not in " ".join(command[:command.index("--args")])  # the binds travel in a file
 
 
 @needs_sandbox
 def test_sandbox_sees_only_its_own_processes(tmp_path):
     count = ("import os; print(len([p for p in os.listdir('/proc') if p.isdigit()]), "
              "open('/proc/1/cmdline').read().split(chr(0))[:3])")
-    command = Sandbox().command(str(tmp_path), [sys.executable, "-c", count])
+    command = Sandbox().command(str(tmp_path), [sys.executable, "-c", count], {})
     # (how fast it starts is a benchmark's business: scripts/benchmark_grading.py prints the overhead ratio)
     out = subprocess.run(command, capture_output=True, text=True, check=True)
     processes, init = out.stdout.split(" ", 1)

@@ -1,0 +1,120 @@
+"""Judging evidence under a time limit: decoding and the exercise's judge run in a worker process of the grader.
+
+Evidence comes from the student's kernel: a judge fed with forged evidence (150,000 log entries, a huge list)
+may take very long, or crash in compiled code. The grader sends the evidence text to one long-lived worker per
+grading process and waits at most ``timeout`` seconds; a worker that overruns or dies is killed and replaced,
+and only that exercise fails. Without a timeout (tests, the notebook's own checks) it all runs in-process.
+"""
+from __future__ import annotations
+
+import atexit
+import multiprocessing
+import pickle
+from typing import Any
+
+from ... import evidence as ev
+from ... import exercises
+
+STARTUP_TIMEOUT_S = 300  # the worker's first import of torch on a busy machine
+
+
+class JudgeFailed(Exception):
+    """The judge overran its time or its worker died; the message is for the student's feedback."""
+
+
+def verdicts(exercise: exercises.Exercise, evidence_text: Any, seed: int) -> dict[str, str | None]:
+    """Decode the evidence strictly and judge it: {part: None | message}; never raises."""
+    try:
+        if not isinstance(evidence_text, str):
+            raise ev.EvidenceError("the kernel sent no evidence text")
+        found = ev.decode(evidence_text)
+    except ev.EvidenceError as exc:
+        found = {exercises.ERROR_KEY: f"the grader could not read what the check measured in your kernel ({exc}); "
+                                      "something in the notebook interferes with grading"}
+    try:
+        return exercises.judge(exercise, found, seed)
+    except Exception as exc:  # exercises.judge catches the judge's own errors; this is a last resort
+        message = f"the evidence could not be judged ({type(exc).__name__}: {exc})."
+        return {part.name: message for part in exercise.parts}
+
+
+def _serve(connection: Any) -> None:
+    """The worker: import the evidence machinery (torch) once, then judge what arrives until the pipe closes."""
+    import labs_utils.evidence  # noqa: F401
+
+    connection.send("ready")
+    while True:
+        try:
+            job = connection.recv()
+        except (EOFError, OSError):
+            return
+        connection.send(verdicts(*pickle.loads(job)))
+
+
+class _Worker:
+    def __init__(self) -> None:
+        context = multiprocessing.get_context("spawn")  # never fork a process that has run torch (see batch.py)
+        self.connection, child = context.Pipe()
+        self.process = context.Process(target=_serve, args=(child,), name="labs-judge", daemon=True)
+        self.process.start()
+        child.close()
+        self.ready = False
+
+    def ask(self, job: bytes, timeout: float) -> dict:
+        if not self.ready:
+            if not self.connection.poll(STARTUP_TIMEOUT_S):
+                raise JudgeFailed("the grader's judge process did not start")
+            self.connection.recv()
+            self.ready = True
+        self.connection.send(job)
+        if not self.connection.poll(timeout):
+            raise JudgeFailed(f"judging what your code returned took more than {timeout:g} s (evidence this large "
+                              "or this shaped does not come from the check): something in the notebook interferes "
+                              "with grading")
+        return self.connection.recv()
+
+    def stop(self) -> None:
+        self.process.kill()
+        self.process.join(5)
+        self.connection.close()
+
+
+_WORKER: _Worker | None = None
+
+
+def warm_up() -> None:
+    """Start the worker now (it imports torch while the submission's cells run)."""
+    global _WORKER
+    if _WORKER is None or not _WORKER.process.is_alive():
+        _WORKER = _Worker()
+
+
+def judge_with_timeout(exercise: exercises.Exercise, evidence_text: Any, seed: int,
+                       timeout: float | None) -> dict[str, str | None]:
+    """:func:`verdicts` in the worker, at most ``timeout`` seconds (None: in this process); JudgeFailed."""
+    global _WORKER
+    if timeout is None:
+        return verdicts(exercise, evidence_text, seed)
+    try:
+        job = pickle.dumps((exercise, evidence_text, seed))
+    except (pickle.PicklingError, AttributeError, TypeError):  # e.g. a judge defined inside a function
+        return verdicts(exercise, evidence_text, seed)
+    warm_up()
+    assert _WORKER is not None
+    try:
+        return _WORKER.ask(job, timeout)
+    except JudgeFailed:
+        _WORKER.stop()
+        _WORKER = None
+        raise
+    except (EOFError, OSError, BrokenPipeError):
+        _WORKER.stop()
+        _WORKER = None
+        raise JudgeFailed("the grader's judge process died on what your code returned (e.g. a crash in compiled "
+                          "code on malformed evidence): something in the notebook interferes with grading") from None
+
+
+@atexit.register
+def _stop_worker() -> None:
+    if _WORKER is not None:
+        _WORKER.stop()
