@@ -40,6 +40,7 @@ _EXPORTS = {
     "count_calls": "experiments",
     "gradient_error": "experiments",
     "fast_note": "experiments",
+    "first_checkpoint_cost": "experiments",
     "segment_annotation": "figures",
     "plot_memory_timeline": "figures",
     "plot_segment_sweep": "figures",

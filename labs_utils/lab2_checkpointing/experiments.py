@@ -270,6 +270,23 @@ def stored_bytes_per_block(blocks: Iterable[nn.Module], x: torch.Tensor) -> list
     return sizes
 
 
+def first_checkpoint_cost() -> tuple[int, float]:
+    """What the first non-reentrant ``torch.utils.checkpoint`` call of a process costs besides its activations:
+    ``(modules imported, MiB added to the peak resident set size)`` (0 and about 0 once it has run in this kernel)."""
+    import resource
+    import sys
+
+    from torch.utils.checkpoint import checkpoint
+
+    def peak_rss_mib() -> float:  # ru_maxrss: KiB on Linux, bytes on macOS
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10)
+
+    modules_before, rss_before = len(sys.modules), peak_rss_mib()
+    probe_input = torch.randn(64, 64, requires_grad=True)
+    checkpoint(torch.tanh, probe_input, use_reentrant=False).sum().backward()  # a 16 KiB activation
+    return len(sys.modules) - modules_before, peak_rss_mib() - rss_before
+
+
 def fast_note() -> None:
     """Print, in fast mode only (LABS_FAST / CI), that the numbers above are not the lab's results."""
     note = runtime.fast_note("smaller layers and batches, one timing repeat")

@@ -31,7 +31,7 @@ SANDBOX_FIX = ("install bubblewrap (apt-get install bubblewrap; bash .ci/run doe
                "namespaces (in Docker: --privileged or a seccomp profile that allows unshare)")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def sandbox_usable() -> None:
     """Tests that grade in the sandbox: skipped without bubblewrap, failed under CI."""
     if not SANDBOX:

@@ -15,10 +15,8 @@ from pathlib import Path
 import grading_fixtures as gf
 import pytest
 from conftest import grade_folder, hashes, needs_sandbox, write_all
-from tooling import unavailable
 
 from labs_utils.instructor.grading.reports import feedback
-from labs_utils.instructor.grading.sandbox import unusable_reason
 
 MIME = "application/vnd.labs-utils.grade+json"
 ANSWERS = ("def double(x):\n        return 2 * x\n    def greet(name):\n        return f'Hello, {name}!'")
@@ -208,10 +206,7 @@ def attacks(tmp_path_factory, server):
 
 
 @pytest.fixture(scope="module")
-def sandboxed(attacks):
-    conftest = __import__("conftest")
-    if not conftest.SANDBOX:
-        unavailable(f"bubblewrap is unusable here ({unusable_reason()})", conftest.SANDBOX_FIX)
+def sandboxed(attacks, sandbox_usable):
     return grade_folder(attacks["folder"], sandbox="require", hidden=(str(attacks["outputs"]),))
 
 
