@@ -141,3 +141,10 @@ def require_parameters(fn: Callable, names: Sequence[str], example: str) -> None
 def max_abs_diff(actual: torch.Tensor, expected: torch.Tensor) -> float:
     """Largest absolute element-wise difference, computed in float64 (0.0 for empty tensors)."""
     return (actual.detach().double() - expected.detach().double()).abs().max().item() if actual.numel() else 0.0
+
+
+def tensor_difference(actual: Any, expected: torch.Tensor) -> float | None:
+    """Max |difference| from ``expected``, or None when ``actual`` is no finite tensor of the expected shape."""
+    if not isinstance(actual, torch.Tensor) or actual.shape != expected.shape or not torch.isfinite(actual).all():
+        return None
+    return max_abs_diff(actual, expected)

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from ..checking import describe, fail, max_abs_diff, with_hint
+from ..checking import describe, fail, tensor_difference, with_hint
 from .probe_inputs import Budget, Snapshot, Watch, custom_functions, make_blocks, make_input
 from .tracker import track_memory
 
@@ -121,11 +121,7 @@ def segments_text(indices: list) -> str:
     return ", ".join(f"[{a + 1}\u2013{b + 1}]" if a != b else f"[{a + 1}]" for a, b in runs(indices)) or "none"
 
 
-def close(actual: Any, expected: torch.Tensor) -> float | None:
-    """Max |difference|, or None when ``actual`` is no finite tensor of the expected shape."""
-    if not isinstance(actual, torch.Tensor) or actual.shape != expected.shape or not torch.isfinite(actual).all():
-        return None
-    return max_abs_diff(actual, expected)
+close = tensor_difference  # max |difference|, or None for no finite tensor of the expected shape
 
 
 def difference(actual: Any, expected: torch.Tensor) -> float:

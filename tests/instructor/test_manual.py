@@ -9,7 +9,6 @@ from labs_utils.instructor.grading.manual import (
     ManualPointsError,
     StudentIdError,
     feedback_lines,
-    merge_manual,
     read_manual,
     student_id,
 )
@@ -89,16 +88,6 @@ def test_a_file_that_is_not_utf8_or_missing_is_refused(tmp_path):
         _read(tmp_path, "student,question,points,comment\nalice,lab1-Q1,1,très bien\n".encode("cp1252"))
     with pytest.raises(ManualPointsError, match="cannot be read"):
         read_manual(tmp_path / "nowhere.csv")
-
-
-def test_merge_adds_manual_points_of_the_rows_lab_without_changing_the_rows(tmp_path):
-    points = _read(tmp_path, GOOD + "bob,lab2-Q1,4,\n")
-    rows = [{"student": "alice", "lab": 1, "auto": 7.0, "status": "graded"}, {"student": "bob", "lab": "1", "auto": 3},
-            {"student": "bob", "lab": 2, "auto": 1.5}, {"student": "carol", "lab": 1, "auto": 5.0}]
-    before = [dict(row) for row in rows]
-    merged = merge_manual(rows, points)
-    assert [(r["manual"], r["total"]) for r in merged] == [(2.5, 9.5), (1.0, 4.0), (4.0, 5.5), (0.0, 5.0)]
-    assert merged[0]["status"] == "graded" and rows == before
 
 
 def test_feedback_lines_list_points_and_comments(tmp_path):

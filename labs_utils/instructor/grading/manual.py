@@ -2,7 +2,6 @@
 
     points = read_manual(Path("lab1_manual.csv"), students={"alice", "bob"}, questions={"lab1-Q1", ...},
                          max_points=2)                  # ManualPointsError: nothing read, every bad row named
-    rows = merge_manual([{"student": "alice", "lab": 1, "auto": 7.0}], points)   # + manual, total
     feedback_lines(points, "alice", 1)                  # ["Written answers: 3.5 points", "- Q1: 2 (...)"]
     student_id(Path("subs/alice_lab1.ipynb"), root=Path("subs"))   # "alice"
 
@@ -188,22 +187,6 @@ def _lab_number(value: Any) -> int | None:
         return int(value)
     except (TypeError, ValueError):
         return None
-
-
-def merge_manual(rows: Sequence[Mapping[str, Any]], points: Sequence[ManualPoint]) -> list[dict[str, Any]]:
-    """Gradebook rows with ``manual`` (the row's student's points for the row's lab) and ``total`` added.
-
-    ``rows``: plain dicts with at least ``student``, ``lab`` and ``auto`` (points); they are copied, not changed.
-    ``total = auto + manual``; a row without manual points gets ``manual = 0.0``.
-    """
-    sums: dict[tuple[str, int | None], float] = {}
-    for point in points:
-        sums[point.student, point.lab] = sums.get((point.student, point.lab), 0.0) + point.points
-    merged = []
-    for row in rows:
-        manual = sums.get((str(row["student"]), _lab_number(row.get("lab"))), 0.0)
-        merged.append({**row, "manual": manual, "total": float(row.get("auto") or 0.0) + manual})
-    return merged
 
 
 def manual_total(points: Sequence[ManualPoint]) -> float:
