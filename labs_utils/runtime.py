@@ -13,7 +13,6 @@ import torch
 T = TypeVar("T")
 
 _FALSE_WORDS = {"", "0", "false", "no", "off"}
-_KNOWN_DEVICES = ("cpu", "cuda", "mps")
 
 
 def _env_flag(name: str) -> bool:
@@ -71,15 +70,10 @@ def get_device(prefer: str | None = None) -> torch.device:
     ``prefer`` (or the environment variable ``LABS_DEVICE``) forces one of "cpu", "cuda", "mps".
     """
     choice = prefer if prefer is not None else os.environ.get("LABS_DEVICE") or None
-    if choice is not None:
-        kind = str(choice).split(":")[0].lower()
-        if kind not in _KNOWN_DEVICES:
-            raise ValueError(f"Unknown device {choice!r}: use one of {', '.join(_KNOWN_DEVICES)}.")
-        if kind == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError("Device 'cuda' was asked for but torch sees no CUDA GPU; use 'cpu' instead.")
-        if kind == "mps" and not _mps_available():
-            raise RuntimeError("Device 'mps' was asked for but this torch has no MPS backend; use 'cpu'.")
-        return torch.device(str(choice))
+    if choice is not None:  # one validator for every device argument of the course
+        from .validation import as_device
+
+        return as_device(choice, what="device" if prefer is not None else "LABS_DEVICE")
     if torch.cuda.is_available():
         return torch.device("cuda")
     if _mps_available():

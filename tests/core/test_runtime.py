@@ -65,7 +65,7 @@ def test_get_device_prefers_cuda_then_mps(clean_env, monkeypatch):
 
 
 def test_get_device_names_the_choices_for_an_unknown_device(clean_env):
-    with pytest.raises(ValueError, match="cpu, cuda, mps"):
+    with pytest.raises(ValueError, match="unknown device 'tpu'; use 'cpu', 'cuda'.*'mps'"):
         runtime.get_device("tpu")
 
 
