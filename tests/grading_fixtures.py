@@ -85,6 +85,12 @@ def judge_triple(evidence: Any, *, seed: int) -> dict:
     return {"triple": _compare(evidence, "values", xs, [3 * x for x in xs], "triple", "multiply by 3.")}
 
 
+def endless_judge(evidence: Any, *, seed: int) -> dict:
+    """A judge that never returns (the grader's judge time limit must stop it)."""
+    while True:
+        pass
+
+
 LEARNING_RATES = (0.1, 0.37)  # the first is the exercise's example; the second catches a hard-coded one
 
 

@@ -14,7 +14,7 @@ from conftest import needs_sandbox
 
 from labs_utils import evidence as ev
 from labs_utils.exercises import Exercise, Part
-from labs_utils.instructor.grading import judging, kernel_side
+from labs_utils.instructor.grading import kernel_side
 from labs_utils.instructor.grading.batch import collect
 from labs_utils.instructor.grading.cli import Maxima, review_rows
 from labs_utils.instructor.grading.kernel import death
@@ -131,17 +131,11 @@ def test_every_decode_failure_is_an_evidence_error(text):
         ev.decode(text)
 
 
-def _endless_judge(evidence, *, seed):
-    while True:
-        pass
-
-
-def test_a_judge_that_runs_too_long_fails_its_exercise_and_the_next_one_is_judged(monkeypatch):
-    # a worker of its own: one started earlier in the session cannot import this test module's judge (its sys.path
-    # is the one it was spawned with)
-    if judging._WORKER is not None:
-        monkeypatch.setattr(judging, "_WORKER", None)
-    slow = Exercise("slow", ("double",), (Part("one", 1), Part("two", 1)), gf.probe_double, _endless_judge)
+def test_a_judge_that_runs_too_long_fails_its_exercise_and_the_next_one_is_judged():
+    # The judge travels to the worker process by reference, so it lives in a module with a unique name
+    # (grading_fixtures): a judge of this test module would make the worker import it, and with it `conftest`,
+    # which names two modules in this suite.
+    slow = Exercise("slow", ("double",), (Part("one", 1), Part("two", 1)), gf.probe_double, gf.endless_judge)
     start = time.perf_counter()
     result = judged(slow, _evidence(lambda x: 2 * x, 7), 7, timeout=2)
     assert time.perf_counter() - start < 60 and result.points == 0  # 2 s, plus the worker's start on a busy CI
