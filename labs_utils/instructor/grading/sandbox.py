@@ -202,7 +202,10 @@ class Sandbox:
         """bubblewrap's options: namespaces, the allow-listed file system, ``workdir`` (the kernel's connection
         file and sockets) at its own path, the kernel's environment (``--clearenv`` first)."""
         args = list(_ROOT if self.as_root else _USER) + _system()
-        made: set[str] = set()
+        # the private /tmp first: a Python environment that lives under /tmp (a venv, a CI cache) is bound on top of
+        # it below, where a later tmpfs would hide it
+        args += ["--perms", "1777", "--size", str(TMP_BYTES), "--tmpfs", "/tmp"]
+        made: set[str] = {"/tmp"}
         binds = self.binds()
         for source, destination in binds:
             args += _folders_above(destination, made) + ["--ro-bind", str(source), destination]
@@ -213,10 +216,9 @@ class Sandbox:
                     inside = str(Path(destination) / path.relative_to(source))
                     args += ["--tmpfs", inside] if path.is_dir() else ["--ro-bind", "/dev/null", inside]
         args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", str(SHM_BYTES), "--tmpfs", "/dev/shm",
-                 "--remount-ro", "/dev", "--perms", "1777", "--size", str(TMP_BYTES), "--tmpfs", "/tmp",
-                 "--perms", "1777", "--size", str(WORK_BYTES), "--tmpfs", WORK]
+                 "--remount-ro", "/dev", "--perms", "1777", "--size", str(WORK_BYTES), "--tmpfs", WORK]
         runtime = str(Path(workdir).resolve())
-        args += _folders_above(runtime, made | {"/tmp"}) + ["--bind", runtime, runtime, "--remount-ro", "/",
+        args += _folders_above(runtime, made) + ["--bind", runtime, runtime, "--remount-ro", "/",
                                                             "--chdir", WORK, "--clearenv"]
         for name, value in sorted(env.items()):
             args += ["--setenv", name, value]
