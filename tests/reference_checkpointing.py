@@ -51,3 +51,10 @@ def checkpointed_saved_input(blocks, x, segment_size):
     for segment in segments(blocks, segment_size):
         x = SavedInputSegment.apply(segment, x, *segment_params(segment))
     return x
+
+
+def apply_all(function, blocks, x, segment_size):
+    """``function.apply(segment, x, *its parameters)`` segment after segment: a Function used as checkpointing."""
+    for segment in segments(blocks, segment_size):
+        x = function.apply(segment, x, *segment_params(segment))
+    return x

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from reference_checkpointing import SavedInputSegment, checkpointed_saved_input, run_blocks, segment_params, segments
+from reference_checkpointing import (
+    SavedInputSegment,
+    apply_all,
+    checkpointed_saved_input,
+    run_blocks,
+    segment_params,
+    segments,
+)
 
 from labs_utils import checks, exercises
 from labs_utils.lab2_checkpointing.checks import GRADING, check_checkpointing
@@ -106,12 +113,6 @@ class InputGradOnlyWhenNeeded(SavedInputSegment):
 def checkpointed_input_grad_when_needed(blocks, x, segment_size):
     for segment in segments(blocks, segment_size):
         x = InputGradOnlyWhenNeeded.apply(segment, x, *segment_params(segment))
-    return x
-
-
-def apply_all(function, blocks, x, segment_size):
-    for segment in segments(blocks, segment_size):
-        x = function.apply(segment, x, *segment_params(segment))
     return x
 
 

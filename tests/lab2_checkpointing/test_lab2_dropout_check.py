@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from reference_checkpointing import SavedInputSegment, checkpointed_saved_input, run_blocks, segment_params, segments
+from reference_checkpointing import (
+    SavedInputSegment,
+    apply_all,
+    checkpointed_saved_input,
+    run_blocks,
+    segment_params,
+)
 
 from labs_utils import checks, exercises
 from labs_utils.lab2_checkpointing.checks import GRADING, check_dropout_checkpointing
@@ -22,12 +28,6 @@ def verdicts(implementation, seed=None):
 
 def failed(result):
     return {part for part, message in result.items() if message is not None}
-
-
-def _apply_all(function, blocks, x, segment_size):
-    for segment in segments(blocks, segment_size):
-        x = function.apply(segment, x, *segment_params(segment))
-    return x
 
 
 # --- correct, written differently ----------------------------------------------------------------------
@@ -60,11 +60,11 @@ class SetAndResetSegment(ForkRngSegment):
 
 
 def fork_rng(blocks, x, segment_size):
-    return _apply_all(ForkRngSegment, blocks, x, segment_size)
+    return apply_all(ForkRngSegment, blocks, x, segment_size)
 
 
 def set_and_reset(blocks, x, segment_size):
-    return _apply_all(SetAndResetSegment, blocks, x, segment_size)
+    return apply_all(SetAndResetSegment, blocks, x, segment_size)
 
 
 class StateSavedForBackward(torch.autograd.Function):
@@ -88,7 +88,7 @@ class StateSavedForBackward(torch.autograd.Function):
 
 
 def state_saved_for_backward(blocks, x, segment_size):
-    return _apply_all(StateSavedForBackward, blocks, x, segment_size)
+    return apply_all(StateSavedForBackward, blocks, x, segment_size)
 
 
 def recursive(blocks, x, segment_size):
@@ -109,7 +109,7 @@ class SetWithoutReset(ForkRngSegment):
 
 
 def set_without_reset(blocks, x, segment_size):
-    return _apply_all(SetWithoutReset, blocks, x, segment_size)
+    return apply_all(SetWithoutReset, blocks, x, segment_size)
 
 
 def one_state_for_all_segments(blocks, x, segment_size):
@@ -122,7 +122,7 @@ def one_state_for_all_segments(blocks, x, segment_size):
             ctx.rng_state = state
             return SavedInputSegment.forward(ctx, segment, x, *params)
 
-    return _apply_all(SharedState, blocks, x, segment_size)
+    return apply_all(SharedState, blocks, x, segment_size)
 
 
 class ForkRngRetainGraph(ForkRngSegment):
@@ -140,7 +140,7 @@ class ForkRngRetainGraph(ForkRngSegment):
 
 
 def fork_rng_retain_graph(blocks, x, segment_size):
-    return _apply_all(ForkRngRetainGraph, blocks, x, segment_size)
+    return apply_all(ForkRngRetainGraph, blocks, x, segment_size)
 
 
 class KeepsTheGraph(torch.autograd.Function):
@@ -160,7 +160,7 @@ class KeepsTheGraph(torch.autograd.Function):
 
 
 def function_without_replay(blocks, x, segment_size):
-    return _apply_all(KeepsTheGraph, blocks, x, segment_size)
+    return apply_all(KeepsTheGraph, blocks, x, segment_size)
 
 
 class ReseedSegment(SavedInputSegment):
@@ -179,7 +179,7 @@ class ReseedSegment(SavedInputSegment):
 
 
 def reseeds(blocks, x, segment_size):
-    return _apply_all(ReseedSegment, blocks, x, segment_size)
+    return apply_all(ReseedSegment, blocks, x, segment_size)
 
 
 @pytest.mark.parametrize("implementation", [fork_rng, set_and_reset, state_saved_for_backward, recursive],

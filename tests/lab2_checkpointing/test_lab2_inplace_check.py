@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from reference_checkpointing import SavedInputSegment, checkpointed_saved_input, run_blocks, segment_params, segments
+from reference_checkpointing import (
+    SavedInputSegment,
+    apply_all,
+    checkpointed_saved_input,
+    run_blocks,
+)
 
 from labs_utils import checks, exercises
 from labs_utils.lab2_checkpointing.checks import GRADING, check_inplace_checkpointing
@@ -22,12 +27,6 @@ def verdicts(implementation, seed=None):
 
 def failed(result):
     return {part for part, message in result.items() if message is not None}
-
-
-def _apply_all(function, blocks, x, segment_size):
-    for segment in segments(blocks, segment_size):
-        x = function.apply(segment, x, *segment_params(segment))
-    return x
 
 
 def _backward_from(ctx, x, params, grad_output, copy_for_replay=True):
@@ -109,14 +108,14 @@ CORRECT = {
 
 @pytest.mark.parametrize("name", list(CORRECT))
 def test_correct_fixes_written_differently_pass(name):
-    assert failed(verdicts(lambda blocks, x, segment_size: _apply_all(CORRECT[name], blocks, x, segment_size))) == set()
+    assert failed(verdicts(lambda blocks, x, segment_size: apply_all(CORRECT[name], blocks, x, segment_size))) == set()
 
 
 def test_check_function_passes_and_other_seeds_agree():
     check_inplace_checkpointing(
-        lambda blocks, x, segment_size: _apply_all(CORRECT["x.detach().clone()"], blocks, x, segment_size))
+        lambda blocks, x, segment_size: apply_all(CORRECT["x.detach().clone()"], blocks, x, segment_size))
     assert "check_inplace_checkpointing" in checks.__all__
-    fn = lambda blocks, x, segment_size: _apply_all(VersionCheckInBackward, blocks, x, segment_size)  # noqa: E731
+    fn = lambda blocks, x, segment_size: apply_all(VersionCheckInBackward, blocks, x, segment_size)  # noqa: E731
     assert failed(verdicts(fn, seed=12345)) == set()
 
 
@@ -171,7 +170,7 @@ WRONG = {
 
 @pytest.mark.parametrize("name", list(WRONG))
 def test_wrong_fixes_fail_both_parts_naming_the_overwritten_checkpoint(name):
-    result = verdicts(lambda blocks, x, segment_size: _apply_all(WRONG[name], blocks, x, segment_size))
+    result = verdicts(lambda blocks, x, segment_size: apply_all(WRONG[name], blocks, x, segment_size))
     assert failed(result) == ALL_PARTS
     assert "overwritten" in result[IN_PLACE_DATA]
     assert "differ from plain backprop" in result[IN_PLACE_DATA]  # silent wrong gradients, not a crash
@@ -190,7 +189,7 @@ def test_clone_without_a_replay_copy_fails_on_the_leaf_rule():
         def backward(ctx, grad_output):
             x, *params = ctx.saved_tensors
             return _backward_from(ctx, x, params, grad_output, copy_for_replay=False)
-    result = verdicts(lambda blocks, x, segment_size: _apply_all(CloneButReplayOnLeaf, blocks, x, segment_size))
+    result = verdicts(lambda blocks, x, segment_size: apply_all(CloneButReplayOnLeaf, blocks, x, segment_size))
     assert failed(result) == ALL_PARTS
     assert "not a leaf that requires grad" in result[IN_PLACE_EVERY]
 
@@ -200,7 +199,7 @@ def test_raising_for_every_in_place_operation_is_refused():
         @staticmethod
         def backward(ctx, grad_output):
             raise RuntimeError("in-place operation detected")
-    result = verdicts(lambda blocks, x, segment_size: _apply_all(RaiseOnAnyChange, blocks, x, segment_size))
+    result = verdicts(lambda blocks, x, segment_size: apply_all(RaiseOnAnyChange, blocks, x, segment_size))
     assert failed(result) == ALL_PARTS
     assert "harmless" in result[IN_PLACE_DATA]
 
