@@ -11,6 +11,15 @@ os.environ.setdefault("LABS_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 
+def pytest_configure(config):
+    """Under pytest-xdist (``-n``) each worker, and every kernel it starts, uses one thread for torch: two workers
+    of two threads each on two cores would spend their time waiting for each other."""
+    workers = getattr(config.option, "numprocesses", None)
+    if os.environ.get("PYTEST_XDIST_WORKER") or workers not in (None, 0):
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+
 def pytest_collection_modifyitems(config, items):
     """Executing a notebook (nbval's items) is slow: ``pytest -m "not slow"`` leaves them out."""
     import pytest

@@ -58,3 +58,25 @@ def apply_all(function, blocks, x, segment_size):
     for segment in segments(blocks, segment_size):
         x = function.apply(segment, x, *segment_params(segment))
     return x
+
+
+# --- a wrong implementation several checks must reject --------------------------------------------
+class KeepsTheGraph(torch.autograd.Function):
+    """Plain backprop wrapped in a Function: forward builds the graph and keeps it, backward never replays (so
+    nothing is recomputed, no dropout mask is drawn again, and no memory is saved)."""
+
+    @staticmethod
+    def forward(ctx, segment, x, *params):
+        x = x.detach().requires_grad_(True)
+        with torch.enable_grad():
+            ctx.out = run_blocks(segment, x)
+        ctx.x, ctx.params = x, params
+        return ctx.out.detach()
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        return (None, *torch.autograd.grad(ctx.out, (ctx.x, *ctx.params), grad_output))
+
+
+def function_without_replay(blocks, x, segment_size):
+    return apply_all(KeepsTheGraph, blocks, x, segment_size)

@@ -8,6 +8,7 @@ from reference_checkpointing import (
     SavedInputSegment,
     apply_all,
     checkpointed_saved_input,
+    function_without_replay,
     run_blocks,
     segment_params,
     segments,
@@ -371,26 +372,6 @@ class FirstToLast(WholeNetwork):
 
 def wrong_segment_order(blocks, x, segment_size):
     return FirstToLast.apply(blocks, segment_size, x, *segment_params(blocks))
-
-
-class KeepsTheGraph(torch.autograd.Function):
-    """Plain backprop wrapped in a Function: forward builds the graph and keeps it, backward never replays."""
-
-    @staticmethod
-    def forward(ctx, segment, x, *params):
-        x = x.detach().requires_grad_(True)
-        with torch.enable_grad():
-            ctx.out = run_blocks(segment, x)
-        ctx.x, ctx.params = x, params
-        return ctx.out.detach()
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        return (None, *torch.autograd.grad(ctx.out, (ctx.x, *ctx.params), grad_output))
-
-
-def function_without_replay(blocks, x, segment_size):
-    return apply_all(KeepsTheGraph, blocks, x, segment_size)
 
 
 def no_grad_without_function(blocks, x, segment_size):

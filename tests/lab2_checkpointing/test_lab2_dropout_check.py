@@ -9,6 +9,7 @@ from reference_checkpointing import (
     SavedInputSegment,
     apply_all,
     checkpointed_saved_input,
+    function_without_replay,
     run_blocks,
     segment_params,
 )
@@ -141,26 +142,6 @@ class ForkRngRetainGraph(ForkRngSegment):
 
 def fork_rng_retain_graph(blocks, x, segment_size):
     return apply_all(ForkRngRetainGraph, blocks, x, segment_size)
-
-
-class KeepsTheGraph(torch.autograd.Function):
-    """Runs the segment with grad in forward and keeps its graph: the masks are never drawn again (no replay)."""
-
-    @staticmethod
-    def forward(ctx, segment, x, *params):
-        x = x.detach().requires_grad_(True)
-        with torch.enable_grad():
-            ctx.out = run_blocks(segment, x)
-        ctx.x, ctx.params = x, params
-        return ctx.out.detach()
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        return (None, *torch.autograd.grad(ctx.out, (ctx.x, *ctx.params), grad_output))
-
-
-def function_without_replay(blocks, x, segment_size):
-    return apply_all(KeepsTheGraph, blocks, x, segment_size)
 
 
 class ReseedSegment(SavedInputSegment):
