@@ -37,7 +37,8 @@ def supervised_batch(batch: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch
 
 
 def reconstruction_batch(batch: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(images, labels) -> (images, images): the target of an autoencoder is its input (Lab 1)."""
+    """A loader batch ``(images,)`` (or ``(images, labels)``) -> ``(images, images)``: the target of an
+    autoencoder is its input (Lab 1; its loaders yield images only, and anything after them is ignored)."""
     return batch[0], batch[0]
 
 

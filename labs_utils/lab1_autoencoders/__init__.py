@@ -5,6 +5,7 @@
 - ``analysis``: the PCA baseline, MSE/PSNR/k-NN measurements, classical filters
 - ``experiments``: BatchNorm on and off over seeds, the open challenge's verdict
 - ``figures``: the lab's figures and slider explorers
+- ``probes``: short probes of trained models (the last sigmoid's input, random codes, retrieval, non-digits)
 - ``checks``: the exercise checks and the lab's ``GRADING`` table (each exercise in an ``exercise_*`` module)
 
 Names load lazily: importing the checks does not import the figures.
@@ -42,5 +43,11 @@ _EXPORTS = {
     "noise_explorer": "figures",
     "denoising_grid": "figures",
     "plot_architecture": "figures",
+    "plot_sigmoid_inputs": "probes",
+    "random_codes": "probes",
+    "retrieval": "probes",
+    "out_of_distribution": "probes",
+    "non_digits": "probes",
 }
-__getattr__, __dir__, __all__ = lazy_module(__name__, ('analysis', 'experiments', 'figures', 'checks'), _EXPORTS)
+__getattr__, __dir__, __all__ = lazy_module(__name__, ('analysis', 'experiments', 'figures', 'probes', 'checks'),
+                                            _EXPORTS)

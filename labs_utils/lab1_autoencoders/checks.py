@@ -2,7 +2,7 @@
 
 Each exercise is a probe (runs the student's code on inputs drawn from a seed, in their kernel) and a judge
 (decides each part from the measurements, in the grader's process): see :mod:`.exercise_autoencoders`,
-:mod:`.exercise_interpolation`, :mod:`.exercise_noise`, :mod:`.exercise_denoising_batch` and
+:mod:`.exercise_conv`, :mod:`.exercise_interpolation`, :mod:`.exercise_noise`, :mod:`.exercise_denoising_batch` and
 :mod:`.exercise_challenge`. The probes give torch's random state back afterwards, so running a check does not
 change the numbers of the training that follows it in the notebook.
 """
@@ -12,8 +12,9 @@ from collections.abc import Callable
 from typing import Any
 
 from ..exercises import LabInfo, run_exercise
-from .exercise_autoencoders import CONV, DENSE
+from .exercise_autoencoders import DENSE
 from .exercise_challenge import CHALLENGE_EXERCISE
+from .exercise_conv import CONV
 from .exercise_denoising_batch import DENOISING_BATCH
 from .exercise_interpolation import INTERPOLATION
 from .exercise_noise import GAUSSIAN, MASK, NOISE_EXERCISES, NOISE_KINDS, SALT_AND_PEPPER
@@ -38,8 +39,9 @@ def check_interpolate(fn: Callable) -> None:
 
 
 def check_conv_autoencoder(cls: Any) -> None:
-    """The class ``ConvAutoencoder`` (or an instance): strided convolutions and BatchNorm down to a code,
-    transposed convolutions back."""
+    """The class ``ConvAutoencoder`` (or an instance) against its contract: codes of 32 numbers, images rebuilt to
+    28 x 28 by transposed convolutions, every image through the code, at most 350,000 numbers held, pixels from
+    black to white, and a validation MSE the check's own short training must reach."""
     run_exercise(CONV, (cls,))
 
 
@@ -57,8 +59,9 @@ def check_denoising_batch(fn: Callable) -> None:
 
 def check_challenge(cls: Any) -> None:
     """The open challenge: the class (or an instance's class) built afresh must keep the rules (``.encoder`` and
-    ``.decoder``, a code of 32 numbers, images in [0, 1] from black to white out of the decoder, at most 50,000
-    numbers held), and the check trains it itself for a short fixed budget and measures its test MSE against
-    ``CHALLENGE.check_mse``. The full challenge's target and time budget are reported by
-    ``lab1.challenge_verdict`` after the notebook's own training."""
+    ``.decoder``, a code of 32 numbers, images in [0, 1] from black to white out of the decoder, ``forward`` equal
+    to ``decoder(encoder(x))``, at most 50,000 numbers held), and the check trains it itself for a short fixed
+    budget and measures its test MSE against ``CHALLENGE.check_mse`` and ``CHALLENGE.check_good_mse``. The full
+    challenge's target and time budget are reported by ``lab1.challenge_verdict`` after the notebook's own
+    training."""
     run_exercise(CHALLENGE_EXERCISE, (cls,))

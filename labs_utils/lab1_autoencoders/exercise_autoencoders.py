@@ -1,4 +1,5 @@
-"""Exercises 1 and 3, ``DenseAutoencoder`` and ``ConvAutoencoder``: their parts, probe (student's kernel) and judge.
+"""Exercise 1, ``DenseAutoencoder``, and the measurements exercise 3 (``ConvAutoencoder``, see
+:mod:`.exercise_conv`) builds on: their parts, probe (student's kernel) and judge.
 
 The probe builds the student's class at two code sizes and measures behaviour, not only shapes: the shapes of
 codes and images, every number the model holds, the tensor operations each half runs (strided or transposed
@@ -160,8 +161,8 @@ def probe_autoencoder(cls: Any, default_code_dim: int, other_code_dim: int, conv
 # ----------------------------------------------------------------------------------------------- judge
 
 TRANSPOSED_HINT = ("a transposed convolution gives (in - 1) * stride - 2 * padding + kernel_size + output_padding "
-                   "pixels: with kernel 3, stride 2, padding 1, use output_padding=1 for 7 -> 14 -> 28, and 0 for "
-                   "4 -> 7. The decoder must end with 1 channel of 28 x 28.")
+                   "pixels per side: write down the size after each layer of your decoder and choose padding and "
+                   "output_padding (smaller than the stride) so that the last layer gives 1 channel of 28 x 28.")
 
 
 def _text(shape: Any) -> str:
@@ -240,21 +241,23 @@ def _judge_conv_layers(name: str, encoder: list, decoder: list) -> str | None:
                 kind = ("pooling" if "pool" in op[0] else "upsampling" if op[0] in ("interpolate", "upsample",
                         "upsample_nearest", "upsample_bilinear", "pixel_shuffle") else "not a convolution")
                 return with_hint(f"{name}.{half} changes the image size from {before[0]}x{before[1]} to "
-                                 f"{after[0]}x{after[1]} in {op[0]} ({kind}); the text asks for strided convolutions "
-                                 "down and transposed convolutions up.",
-                                 "nn.Conv2d(..., 3, stride=2, padding=1) halves the image (28 -> 14 -> 7 -> 4) and "
-                                 "nn.ConvTranspose2d(..., 3, stride=2, padding=1, output_padding=...) doubles it: no "
-                                 "nn.MaxPool2d, nn.AvgPool2d or nn.Upsample.")
+                                 f"{after[0]}x{after[1]} in {op[0]} ({kind}); the exercise asks for strided "
+                                 "convolutions down and transposed convolutions up.",
+                                 "go down with nn.Conv2d(..., stride=2) and back up with nn.ConvTranspose2d(..., "
+                                 "stride=2), with the padding you work out: no nn.MaxPool2d, nn.AvgPool2d or "
+                                 "nn.Upsample.")
     down = sum(_conv(op, False) for op in encoder)
     up = sum(_conv(op, True) for op in decoder)
     if down < 2:
-        return with_hint(f"{name}.encoder runs {down} strided convolution(s); the text asks for strided convolutions "
-                         "that halve the image: 28 -> 14 -> 7 -> 4.",
-                         "start the encoder with nn.Conv2d(1, 32, 3, stride=2, padding=1), then two more like it.")
+        return with_hint(f"{name}.encoder runs {down} strided convolution(s); the exercise asks for at least two "
+                         "convolutions with stride 2, each halving the image (rounding up).",
+                         "nn.Conv2d(in_channels, out_channels, kernel_size, stride=2, padding=...) halves the image; "
+                         "a convolution gives (in + 2 * padding - kernel_size) // stride + 1 pixels per side.")
     if up < 2:
-        return with_hint(f"{name}.decoder runs {up} transposed convolution(s) with stride 2; the text asks for "
-                         "transposed convolutions that double the image: 4 -> 7 -> 14 -> 28.",
-                         "go back up with nn.ConvTranspose2d(..., 3, stride=2, padding=1, output_padding=...).")
+        return with_hint(f"{name}.decoder runs {up} transposed convolution(s) with stride 2; the exercise asks for at "
+                         "least two, each about doubling the image, back up to 28 x 28.",
+                         "go back up with nn.ConvTranspose2d(..., stride=2, padding=..., output_padding=...): "
+                         + TRANSPOSED_HINT)
     missing = []
     for half, ops in (("encoder", encoder), ("decoder", decoder)):
         convs = [i for i, op in enumerate(ops) if op[0] in measure.CONVOLUTIONS]
@@ -268,8 +271,8 @@ def _judge_conv_layers(name: str, encoder: list, decoder: list) -> str | None:
                 missing.append(f"the {_ordinal(k + 1)} convolution of the {half} ({before} -> {channels} channels)")
     if missing:
         return with_hint(f"{name} has no BatchNorm after " + ", ".join(missing) + ".",
-                         "the text puts nn.BatchNorm2d(channels) after every convolution and transposed convolution "
-                         "except the last one (which feeds the sigmoid).")
+                         "the exercise puts nn.BatchNorm2d(channels) after every convolution and transposed "
+                         "convolution except the last one (which feeds the sigmoid).")
     return None
 
 
@@ -388,5 +391,4 @@ def judge_autoencoder(evidence: Any, default_code_dim: int, other_code_dim: int,
 
 DENSE = Exercise("Dense autoencoder", ("DenseAutoencoder",), PARTS, probe_autoencoder, judge_autoencoder,
                  args=(2, 8, False))
-CONV = Exercise("Convolutional autoencoder", ("ConvAutoencoder",), PARTS, probe_autoencoder, judge_autoencoder,
-                args=(32, 8, True))
+# The convolutional autoencoder (exercise 3) is a contract with parts of its own: see .exercise_conv.

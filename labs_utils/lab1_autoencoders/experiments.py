@@ -1,11 +1,14 @@
-"""Lab 1's small experiments: BatchNorm on and off over several seeds, and the open challenge's verdict.
+"""Lab 1's small experiments: BatchNorm on and off over several seeds (with what reaches the last sigmoid),
+and the open challenge's verdict.
 
     runs = batchnorm_seeds(lambda: ConvAutoencoder(32), train, seeds=range(4), steps=100, x_train=x_train,
                            x_val=x_val, lr=2e-3)
     display(Markdown(runs.table())); print(runs.verdict())
+    display(Markdown(runs.sigmoid_table()))   # the sigmoid's input at initialisation and after training
 """
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -20,6 +23,8 @@ from .analysis import reconstruction_mse
 from .exercise_challenge import CHALLENGE
 
 STUCK_SHARE = 0.8  # a run whose validation MSE is above 80 % of the mean image's learned next to nothing
+FLAT = 5.0  # |sigmoid input| above this: the sigmoid's slope is below 0.007, 1/37 of its slope at 0
+SIGMOID_IMAGES = 100  # validation digits whose sigmoid inputs are recorded (78,400 values per model)
 
 
 def without_batchnorm(model: nn.Module) -> nn.Module:
@@ -45,6 +50,8 @@ class SeedRuns:
     baseline: float  # the mean image's validation MSE
     mse: dict[str, dict[int, float]] = field(default_factory=dict)
     black: float | None = None  # an all-black output's validation MSE (what a saturated Sigmoid draws)
+    # variant -> seed -> {"initialisation": values, "after training": values}: what enters the last sigmoid
+    sigmoid: dict[str, dict[int, dict[str, torch.Tensor | None]]] = field(default_factory=dict)
 
     def stuck(self, variant: str) -> list[int]:
         """Seeds whose run ended above STUCK_SHARE of the mean image's error (or not finite)."""
@@ -74,6 +81,55 @@ class SeedRuns:
         return "; ".join(parts) + (". Every run with BatchNorm ended below every run without it." if separated else
                                    ". The two ranges overlap: these seeds do not separate the variants.")
 
+    def sigmoid_table(self) -> str:
+        """Per run: mean and standard deviation of the last sigmoid's input at initialisation and after training,
+        and the share of its values where the sigmoid is flat (|input| > FLAT)."""
+        from ..tables import markdown_table
+
+        def stats(values: torch.Tensor | None) -> list:
+            if values is None:
+                return ["no nn.Sigmoid found", ""]
+            v = values.double()
+            return [f"{v.mean():.3g} ± {v.std():.2g}", f"{(v.abs() > FLAT).double().mean():.0%}"]
+
+        rows = [[variant, seed, self.mse[variant][seed], *stats(found["initialisation"]),
+                 *stats(found["after training"])]
+                for variant, runs in self.sigmoid.items() for seed, found in runs.items()]
+        return markdown_table(["variant", "seed", "validation MSE", "at initialisation: mean ± std",
+                               f"flat (\\|input\\| > {FLAT:g})", "after training: mean ± std",
+                               f"flat (\\|input\\| > {FLAT:g})"], rows) + (
+            f"\n\nThe input of the decoder's last `nn.Sigmoid` on {SIGMOID_IMAGES} validation digits: at "
+            "initialisation in training mode (what the first step sees), after training in evaluation mode (what the "
+            f"validation MSE sees). Where \\|input\\| > {FLAT:g} (\"flat\"), the sigmoid's slope is below "
+            f"{_sigmoid_slope(FLAT):.3f}; at 0 it is 0.25.")
+
+
+def _sigmoid_slope(s: float) -> float:
+    p = 1 / (1 + torch.exp(torch.tensor(-s, dtype=torch.float64)))
+    return float(p * (1 - p))
+
+
+def sigmoid_inputs(model: nn.Module, images: torch.Tensor, training: bool) -> torch.Tensor | None:
+    """The values entering ``model``'s last ``nn.Sigmoid`` on ``images``, flattened (None if it has none).
+
+    Measured on a copy, without gradients, in training mode (batch statistics, as a training step sees them) or
+    evaluation mode: the model itself, its BatchNorm statistics included, is left as it was."""
+    sigmoids = [m for m in model.modules() if isinstance(m, nn.Sigmoid)]
+    if not sigmoids:
+        return None
+    probe = copy.deepcopy(model)
+    last = [m for m in probe.modules() if isinstance(m, nn.Sigmoid)][-1]
+    found: list[torch.Tensor] = []
+    handle = last.register_forward_hook(lambda _m, inputs, _out: found.append(inputs[0].detach().flatten().cpu()))
+    device = next((p.device for p in probe.parameters()), torch.device("cpu"))
+    try:
+        probe.train(training)
+        with torch.no_grad():
+            probe(images.to(device))
+    finally:
+        handle.remove()
+    return torch.cat(found) if found else None
+
 
 def batchnorm_seeds(make_model: Callable[[], nn.Module], train: Callable[..., object], seeds: Iterable[int],
                     steps: int, x_train: torch.Tensor, x_val: torch.Tensor, lr: float) -> SeedRuns:
@@ -88,8 +144,12 @@ def batchnorm_seeds(make_model: Callable[[], nn.Module], train: Callable[..., ob
             for seed in seeds:
                 torch.manual_seed(seed)
                 model = change(make_model())
+                sample = x_val[:SIGMOID_IMAGES]
+                before = sigmoid_inputs(model, sample, training=True)
                 train(model, steps, desc=f"{variant}, seed {seed}", lr=lr)
                 runs.mse[variant][seed] = reconstruction_mse(model, x_val)
+                runs.sigmoid.setdefault(variant, {})[seed] = {
+                    "initialisation": before, "after training": sigmoid_inputs(model, sample, training=False)}
     finally:
         torch.set_rng_state(state)
     return runs

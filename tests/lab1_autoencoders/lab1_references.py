@@ -73,7 +73,8 @@ class FunctionalDenseAutoencoder(Autoencoder):
 
 def conv_layers(code_dim: int, channels=(32, 64, 128), *, norm: bool = True, norm_after_relu: bool = False,
                 last_output_padding: int = 1, code_activation: nn.Module | None = None, activation=nn.ReLU,
-                before_output: nn.Module | None = None, skip_norm: tuple = ()) -> tuple[nn.Sequential, nn.Sequential]:
+                before_output: nn.Module | None = None, skip_norm: tuple = (),
+                output: nn.Module | None = None) -> tuple[nn.Sequential, nn.Sequential]:
     """The table's layers; ``skip_norm`` lists the (transposed) convolutions, counted from 0 over both halves,
     that get no BatchNorm."""
     c1, c2, c3 = channels
@@ -93,7 +94,8 @@ def conv_layers(code_dim: int, channels=(32, 64, 128), *, norm: bool = True, nor
                *block(nn.ConvTranspose2d(c3, c2, 3, 2, 1), c2),
                *block(nn.ConvTranspose2d(c2, c1, 3, 2, 1, output_padding=1), c1),
                nn.ConvTranspose2d(c1, 1, 3, 2, 1, output_padding=last_output_padding),
-               *([before_output] if before_output is not None else []), nn.Sigmoid()]
+               *([before_output] if before_output is not None else []),
+               output if output is not None else nn.Sigmoid()]
     return nn.Sequential(*encoder), nn.Sequential(*decoder)
 
 

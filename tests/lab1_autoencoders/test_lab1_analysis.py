@@ -337,7 +337,8 @@ def test_noise_explorer_draws_each_kind_and_needs_a_denoiser_per_kind(monkeypatc
     assert calls["controls"]["kind"] == ["dim"]
     fig = calls["draw"](kind="dim", level=0.0)
     assert "100.0 dB" in fig.axes[0].get_ylabel()
-    with pytest.raises(ValueError, match=r"no denoiser for the noise type\(s\) other yet: finish Exercise 5"):
+    with pytest.raises(ValueError, match=r"(?s)no trained denoiser for the noise type\(s\) other.*ConvAutoencoder "
+                                         r"\(exercise 3\).*denoising_batch \(exercise 5\)"):
         ae.noise_explorer({"dim": blacken, "other": blacken}, {"dim": Identity()}, clean)
 
 
@@ -363,3 +364,39 @@ def test_fast_note_speaks_only_in_fast_mode(monkeypatch, capsys):
     monkeypatch.delenv("CI", raising=False)
     ae.fast_note()
     assert capsys.readouterr().out == ""
+
+
+# ----------------------------------------------------------------------------------------------- probes
+
+
+class _PixelCodes(nn.Module):
+    """An 'autoencoder' whose code is the image's mean brightness in four quadrants."""
+
+    def __init__(self):
+        super().__init__()
+        self.encoder = nn.Sequential(nn.AdaptiveAvgPool2d(2), nn.Flatten())
+        self.decoder = nn.Sequential(nn.Linear(4, 784), nn.Sigmoid(), nn.Unflatten(1, (1, 28, 28)))
+
+    def forward(self, x):
+        return self.decoder(self.encoder(x))
+
+
+def test_retrieval_finds_the_nearest_codes_closest_first():
+    from labs_utils.lab1_autoencoders import probes
+
+    memory = torch.stack([torch.full((1, 28, 28), v) for v in (0.0, 0.2, 0.5, 0.9)])
+    queries = torch.stack([torch.full((1, 28, 28), 0.45), torch.full((1, 28, 28), 1.0)])
+    assert probes.nearest_codes(_PixelCodes(), memory, queries, k=2).tolist() == [[2, 1], [3, 2]]
+    assert isinstance(probes.retrieval(_PixelCodes(), memory, queries, k=2), Figure)
+
+
+def test_non_digits_are_images_in_range_and_each_probe_draws_a_figure():
+    from labs_utils.lab1_autoencoders import probes
+
+    inputs = probes.non_digits(4)
+    assert list(inputs) == ["uniform noise", "constant grey", "checkerboard", "bars"]
+    assert all(x.shape == (4, 1, 28, 28) and 0 <= x.min() and x.max() <= 1 for x in inputs.values())
+    assert all(set(board.unique().tolist()) == {0.0, 1.0} for board in inputs["checkerboard"])
+    model = _PixelCodes()
+    assert len(probes.out_of_distribution(model).axes) >= 8 * 4
+    assert isinstance(probes.random_codes(model, torch.rand(20, 1, 28, 28)), Figure)

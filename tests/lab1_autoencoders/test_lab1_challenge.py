@@ -12,18 +12,22 @@ from torch import nn
 from labs_utils import exercises
 from labs_utils.checks import check_challenge
 from labs_utils.lab1_autoencoders import model_size
-from labs_utils.lab1_autoencoders.exercise_challenge import CHALLENGE, CHALLENGE_EXERCISE, MEETS_TARGET
+from labs_utils.lab1_autoencoders.exercise_challenge import CHALLENGE, CHALLENGE_EXERCISE, GOOD, MEETS_TARGET
 
 
 @functools.cache
+def verdicts(model) -> dict:
+    """The check's verdicts (each design trains once per test run)."""
+    return exercises.grade_here(CHALLENGE_EXERCISE, (model,), seed=4)
+
+
 def verdict(model) -> str | None:
-    """The check's verdict (each design trains once per test run)."""
-    return exercises.grade_here(CHALLENGE_EXERCISE, (model,), seed=4)[MEETS_TARGET]
+    return verdicts(model)[MEETS_TARGET]
 
 
 def test_the_notebook_design_passes_as_a_class(capsys):
     check_challenge(ChallengeAutoencoder)
-    assert "\u2714 Open challenge: all 1 part(s) passed (0.5/0.5 points)" in capsys.readouterr().out
+    assert "\u2714 Open challenge: all 2 part(s) passed (1.5/1.5 points)" in capsys.readouterr().out
 
 
 def test_an_instance_is_judged_by_a_fresh_model_of_its_class():
@@ -40,6 +44,8 @@ def test_a_smaller_design_with_other_channels_passes():
             super().__init__(code_dim, channels=(8, 16, 8))
 
     assert model_size(Narrow()) < 15_000 and verdict(Narrow) is None
+    good = verdicts(Narrow)[GOOD]  # it learns, but less well than the notebook's design in the same steps
+    assert good is not None and f"asks for at most {CHALLENGE.check_good_mse}" in good and "Hint" in good
 
 
 class ExtraBuffer(ChallengeAutoencoder):
@@ -90,6 +96,13 @@ class SigmoidInForwardOnly(ChallengeAutoencoder):
         return torch.sigmoid(self.decoder(self.encoder(x)))
 
 
+class SkipInForward(ChallengeAutoencoder):
+    """forward blends the input into the output: a path around the code."""
+
+    def forward(self, x):
+        return 0.5 * (self.decoder(self.encoder(x)) + x)
+
+
 class Code16(ChallengeAutoencoder):
     def __init__(self):
         super().__init__(code_dim=16)
@@ -100,13 +113,15 @@ class Code16(ChallengeAutoencoder):
     (HiddenWeights, "holds 51,638 numbers"),
     (Code16, "shape [8, 16]; the challenge's code is 32 numbers"),
     (ReluBeforeSigmoid, "a ReLU before the sigmoid keeps every pixel at 0.5 or above"),
-    (SigmoidInForwardOnly, "images in [0, 1], from black"),
+    (SigmoidInForwardOnly, "the sigmoid, and everything else, belongs inside the decoder"),
+    (SkipInForward, "is not SkipInForward.decoder(SkipInForward.encoder(x)) (up to"),
     (FrozenEncoder, "Trained by the check (200 Adam steps"),
     (nn.Sequential(nn.Identity()), "needs the two halves self.encoder and self.decoder"),
 ], ids=lambda v: getattr(v, "__name__", type(v).__name__))
 def test_designs_outside_the_rules_or_that_cannot_learn_earn_nothing(wrong, message):
     found = verdict(wrong)
     assert found is not None and message in found and "Hint" in found
+    assert verdicts(wrong)[GOOD] == found
 
 
 def test_a_design_that_cannot_learn_is_told_the_mse_the_check_measured_and_the_target():

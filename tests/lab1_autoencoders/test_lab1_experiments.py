@@ -127,3 +127,43 @@ def test_batchnorm_seeds_trains_both_variants_from_the_same_draws_and_restores_t
     assert set(runs.mse["without BatchNorm"]) == {3, 4}
     assert runs.black == pytest.approx(float((x[:8] ** 2).mean()))
     assert f"an all-black image (drawing nothing) scores {runs.black:.4f}" in runs.table()
+
+
+# ----------------------------------------------------------------------------------------------- the sigmoid's input
+
+
+def test_sigmoid_inputs_are_what_enters_the_last_sigmoid_and_leave_the_model_as_it_was():
+    torch.manual_seed(0)
+    model = ChallengeAutoencoder().train()
+    x = torch.rand(6, 1, 28, 28)
+    stats = {n: b.clone() for n, b in model.named_buffers()}
+    found = ex.sigmoid_inputs(model, x, training=False)
+    model.eval()
+    with torch.no_grad():
+        expected = model.decoder[:-1](model.encoder(x)).flatten()  # the decoder ends with its nn.Sigmoid
+    assert torch.allclose(found, expected, atol=1e-6) and found.shape == (6 * 784,)
+    model.train()
+    in_training = ex.sigmoid_inputs(model, x, training=True)  # batch statistics: other values
+    assert in_training.shape == found.shape and not torch.allclose(in_training, found)
+    assert model.training and all(torch.equal(b, stats[n]) for n, b in model.named_buffers())
+    assert ex.sigmoid_inputs(nn.Sequential(nn.Flatten()), x, training=False) is None
+
+
+def test_sigmoid_table_reports_mean_spread_and_flat_share_per_run():
+    runs = ex.SeedRuns(baseline=0.07, mse={"without BatchNorm": {1: 0.109}})
+    runs.sigmoid = {"without BatchNorm": {1: {"initialisation": torch.tensor([-0.1, 0.1]),
+                                              "after training": torch.tensor([-300.0, -10.0, -2.0, 0.0])}}}
+    table = runs.sigmoid_table()
+    assert "| without BatchNorm | 1 | 0.1090 | 0 ± 0.14 | 0% | -78 ± 1.5e+02 | 50% |" in table
+    assert "slope is below 0.007" in table
+
+
+def test_the_sigmoid_figure_has_a_panel_per_variant_and_moment():
+    from labs_utils.lab1_autoencoders import probes
+
+    runs = ex.SeedRuns(baseline=0.07, mse={"with BatchNorm": {0: 0.02}, "without BatchNorm": {0: 0.1}})
+    runs.sigmoid = {v: {0: {"initialisation": torch.randn(100), "after training": torch.randn(100) * 50}}
+                    for v in runs.mse}
+    fig = probes.plot_sigmoid_inputs(runs)
+    assert len(fig.axes) == 4 and [ax.get_title() for ax in fig.axes][:2] == [
+        "with BatchNorm, at initialisation", "with BatchNorm, after training"]

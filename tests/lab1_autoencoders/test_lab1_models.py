@@ -2,6 +2,8 @@
 rejected with a message that names them, and cost only their own part."""
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 from lab1_references import (
@@ -19,9 +21,11 @@ from torch import nn
 from labs_utils import exercises
 from labs_utils.checks import check_conv_autoencoder, check_dense_autoencoder
 from labs_utils.lab1_autoencoders import exercise_autoencoders as ae
+from labs_utils.lab1_autoencoders import exercise_conv as cv
 from labs_utils.lab1_autoencoders import model_size
 
 ALL_PASSED = "all 4 part(s) passed (2/2 points)"
+CONV_PASSED = "all 5 part(s) passed (3/3 points)"
 
 
 def verdicts(exercise, model, seed=5):
@@ -30,6 +34,31 @@ def verdicts(exercise, model, seed=5):
 
 def failed(exercise, model, seed=5):
     return [name for name, message in verdicts(exercise, model, seed).items() if message is not None]
+
+
+@functools.cache
+def conv_verdicts(model) -> dict:
+    """The convolutional check's verdicts (it trains each design for a few seconds: once per test run)."""
+    return verdicts(cv.CONV, model)
+
+
+class TwoLevels(nn.Module):
+    """Another design within the contract: kernels of 4 (padding 1, no output_padding), two levels down to
+    48 x 7 x 7, a 5 x 5 transposed convolution (padding 2, output_padding 1) last."""
+
+    def __init__(self, code_dim: int = 32):
+        super().__init__()
+        self.encoder = nn.Sequential(
+            nn.Conv2d(1, 24, 4, stride=2, padding=1), nn.BatchNorm2d(24), nn.ReLU(),
+            nn.Conv2d(24, 48, 4, stride=2, padding=1), nn.BatchNorm2d(48), nn.ReLU(),
+            nn.Flatten(), nn.Linear(48 * 49, code_dim))
+        self.decoder = nn.Sequential(
+            nn.Linear(code_dim, 48 * 49), nn.ReLU(), nn.Unflatten(1, (48, 7, 7)),
+            nn.ConvTranspose2d(48, 24, 4, stride=2, padding=1), nn.BatchNorm2d(24), nn.ReLU(),
+            nn.ConvTranspose2d(24, 1, 5, stride=2, padding=2, output_padding=1), nn.Sigmoid())
+
+    def forward(self, x):
+        return self.decoder(self.encoder(x))
 
 
 # ----------------------------------------------------------------------------------------------- correct models
@@ -42,13 +71,17 @@ def test_dense_check_accepts_correct_models(model, capsys):
     assert f"\u2714 Dense autoencoder: {ALL_PASSED}" in capsys.readouterr().out
 
 
+def test_conv_check_accepts_the_section_4_design(capsys):
+    check_conv_autoencoder(conv_variant())
+    assert f"\u2714 Convolutional autoencoder: {CONV_PASSED}" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("model", [
-    conv_variant(), conv_variant(channels=(8, 16, 32)), conv_variant(norm_after_relu=True),
-    conv_variant(activation=nn.LeakyReLU), FunctionalConvAutoencoder,
-], ids=["table", "narrow-channels", "batchnorm-after-relu", "leaky-relu", "explicit-forward-other-channels"])
-def test_conv_check_accepts_correct_models(model, capsys):
-    check_conv_autoencoder(model)
-    assert f"\u2714 Convolutional autoencoder: {ALL_PASSED}" in capsys.readouterr().out
+    conv_variant(channels=(8, 16, 32)), conv_variant(norm_after_relu=True), conv_variant(activation=nn.LeakyReLU),
+    FunctionalConvAutoencoder, TwoLevels,
+], ids=["narrow-channels", "batchnorm-after-relu", "leaky-relu", "explicit-forward-other-channels", "two-levels"])
+def test_conv_check_accepts_other_designs_within_the_contract(model):
+    assert all(message is None for message in conv_verdicts(model).values()), conv_verdicts(model)
 
 
 def test_dense_parameter_count_follows_the_layer_sizes():
@@ -68,7 +101,7 @@ def test_model_size_counts_buffers_and_plain_tensors_once_each():
 
 @pytest.mark.parametrize("seed", [0, 1, 2**31 - 1])
 def test_correct_models_pass_with_the_graders_fresh_seeds(seed):
-    for exercise, model in ((ae.DENSE, DenseAutoencoder), (ae.CONV, conv_variant(channels=(8, 16, 32)))):
+    for exercise, model in ((ae.DENSE, DenseAutoencoder), (cv.CONV, conv_variant(channels=(8, 16, 32)))):
         assert failed(exercise, model, seed) == []
 
 
@@ -199,37 +232,87 @@ def test_dense_check_rejects_each_mistake_in_its_part_only(wrong, lost, message)
     assert message in found[lost[0]]
 
 
+class SkipAroundTheCode(Autoencoder):
+    """forward mixes the input into the output: the images need not pass through the code."""
+
+    def __init__(self, code_dim: int = 32):
+        super().__init__()
+        self.encoder, self.decoder = conv_layers(code_dim)
+
+    def forward(self, x):
+        return 0.5 * (self.decoder(self.encoder(x)) + x)
+
+
+class KeepsTheInput(Autoencoder):
+    """The encoder keeps its input and the decoder adds it back: a path around the code between the halves."""
+
+    def __init__(self, code_dim: int = 32):
+        super().__init__()
+        encoder, decoder = conv_layers(code_dim)
+        self.encoder, self.decoder = _Keeping(encoder, self), _Adding(decoder, self)
+
+
+class _Keeping(nn.Module):
+    def __init__(self, inner, owner):
+        super().__init__()
+        self.inner, self.owner = inner, [owner]
+
+    def forward(self, x):
+        self.owner[0].kept = x
+        return self.inner(x)
+
+
+class _Adding(nn.Module):
+    def __init__(self, inner, owner):
+        super().__init__()
+        self.inner, self.owner = inner, [owner]
+
+    def forward(self, z):
+        kept = self.owner[0].kept
+        return self.inner(z) if len(kept) != len(z) else 0.5 * (self.inner(z) + kept)
+
+
 CONV_MISTAKES = [
-    (conv_variant(last_output_padding=0), [ae.SHAPES], "(16, 1, 27, 27); expected (16, 1, 28, 28)"),
+    (conv_variant(last_output_padding=0), [cv.SHAPES], "(16, 1, 27, 27); expected (16, 1, 28, 28)"),
     (conv_variant(norm=False), [ae.LAYERS], "no BatchNorm after the 1st convolution of the encoder (1 -> 32"),
     (conv_variant(skip_norm=(4,)), [ae.LAYERS], "no BatchNorm after the 2nd convolution of the decoder (64 -> 32"),
     (PoolingAndUpsampling, [ae.LAYERS], "from 28x28 to 14x14 in max_pool2d (pooling)"),
     (StridedButUpsampling, [ae.LAYERS], "from 7x7 to 14x14 in interpolate (upsampling)"),
     (conv_variant(code_activation=nn.ReLU()), [ae.LAYERS], "code layer should be linear"),
-    (conv_variant(before_output=nn.ReLU()), [ae.RANGE], "can never draw a black pixel"),
-    (MapsAsCode, [ae.SHAPES], "to (16, 128, 4, 4); expected codes shaped (16, 32)"),
-    (dense_variant(), [ae.SHAPES, ae.LAYERS], "to (16, 2); expected codes shaped (16, 32)"),
+    (conv_variant(channels=(32, 64, 256)), [cv.BUDGET], "holds 600,870 numbers (parameters, buffers and other "
+                                                        "tensors), over the budget of 350,000"),
+    (conv_variant(before_output=nn.ReLU()), [ae.RANGE, cv.LEARNS], "can never draw a black pixel"),
+    (conv_variant(output=nn.Identity()), [ae.RANGE, cv.LEARNS], "end the decoder with nn.Sigmoid()"),
+    (MapsAsCode, [cv.SHAPES, cv.BUDGET, cv.LEARNS], "to (16, 128, 4, 4); expected codes shaped (16, 32)"),
+    (SkipAroundTheCode, [cv.SHAPES, cv.LEARNS], "forward takes a path around the code"),
+    (KeepsTheInput, [cv.SHAPES, cv.LEARNS], "information reaches the decoder around the code"),
+    (dense_variant(), [cv.SHAPES, ae.LAYERS, cv.BUDGET, cv.LEARNS], "to (16, 2); expected codes shaped (16, 32)"),
 ]
 
 
 @pytest.mark.parametrize("wrong, lost, message", CONV_MISTAKES, ids=lambda v: getattr(v, "__name__", None))
 def test_conv_check_rejects_each_mistake_in_its_part_only(wrong, lost, message):
-    found = verdicts(ae.CONV, wrong)
+    found = conv_verdicts(wrong)
     assert [name for name, m in found.items() if m is not None] == lost
-    assert message in found[lost[0]]
+    assert message in found[lost[0]] and "Hint" in found[lost[0]]
+
+
+def test_a_design_that_learns_too_slowly_misses_the_validation_target():
+    found = conv_verdicts(conv_variant(channels=(1, 1, 1)))
+    assert found[cv.LEARNS] is not None and f"the contract asks for at most {cv.TARGET_MSE}" in found[cv.LEARNS]
+    assert float(found[cv.LEARNS].split("validation MSE of ")[1].split(" ")[0]) > cv.TARGET_MSE
 
 
 def test_a_dense_network_is_told_to_use_strided_convolutions():
-    assert "encoder runs 0 strided convolution(s)" in verdicts(ae.CONV, dense_variant())[ae.LAYERS]
+    assert "encoder runs 0 strided convolution(s)" in conv_verdicts(dense_variant())[ae.LAYERS]
 
 
-def test_a_decoder_a_pixel_short_is_not_told_about_detach():
-    """27 x 27 images: only the shapes are wrong; the model still trains, and no message blames .detach()."""
-    found = verdicts(ae.CONV, conv_variant(last_output_padding=0))
-    assert found[ae.TRAINS] is None and "output_padding=1" in found[ae.SHAPES]
+def test_a_decoder_a_pixel_short_is_told_the_formula_not_the_numbers():
+    """27 x 27 images: only the shapes are wrong; the hint gives the size formula, not the padding to use."""
+    found = conv_verdicts(conv_variant(last_output_padding=0))
+    assert found[cv.LEARNS] is None and "kernel_size + output_padding" in found[cv.SHAPES]
+    assert "output_padding=1" not in found[cv.SHAPES]
     assert not any("detach" in message for message in found.values() if message)
-
-
 def test_the_notebook_check_prints_the_first_failing_part_and_the_score():
     with pytest.raises(AssertionError, match=r"(?s)1\.5/2 points\..*Failed: pixels from black to white.*ReLU"):
         check_dense_autoencoder(dense_variant(before_output=nn.ReLU()))
