@@ -20,6 +20,7 @@ _EXPORTS = {
     "sharp_flat_loss": "noise",
     "plot_noise_sweep": "figures",
     "check_fit_rate": "checks",
+    "check_stability": "checks",
     "check_hyperparameter": "base",
     "make_classifier": "mnist",
     "train_classifier": "mnist",
