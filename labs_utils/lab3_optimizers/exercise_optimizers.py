@@ -1,4 +1,5 @@
-"""The optimizer exercises (SGD, Momentum, Nesterov, RMSProp, Adam, AdamW, AdaGrad): the student's class against torch.optim.
+"""The optimizer exercises (SGD, Momentum, Nesterov, RMSProp, Adam, AdamW, AdaGrad): the student's class against
+torch.optim.
 
 The *probe* takes the student's class through every scenario of :mod:`.optimizer_cases` and records the
 parameters after each step (plus what ``step()`` did to ``p.grad``, the parameters' storage and the groups);

@@ -171,6 +171,7 @@ def judge_stability(evidence: Any, *, seed: int) -> dict[str, str | None]:
     return verdicts
 
 
-STABILITY = Exercise("Stability limit", needs=("largest_stable_lr",), parts=tuple(Part(p, v) for p, v in POINTS.items()),
+STABILITY = Exercise("Stability limit", needs=("largest_stable_lr",),
+                     parts=tuple(Part(p, v) for p, v in POINTS.items()),
                      probe=probe_stability, judge=judge_stability,
                      forbidden=("labs_utils.lab3_optimizers.landscapes",))

@@ -1,6 +1,7 @@
 """Reference optimizers of the Lab 3 tests (they live in the tests only, never in labs_utils), and helpers.
 
-``Heavy`` (SGD, momentum, Nesterov), ``RMS``, ``Adaptive`` (Adam, AdamW) and ``Accumulating`` (AdaGrad) follow torch.optim; a wrong
+``Heavy`` (SGD, momentum, Nesterov), ``RMS``, ``Adaptive`` (Adam, AdamW) and ``Accumulating`` (AdaGrad)
+follow torch.optim; a wrong
 variant is a subclass that flips one knob or overrides one hook, so every test shows exactly one mistake.
 """
 from __future__ import annotations
