@@ -10,6 +10,7 @@ paired comparison over the same test digits.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -96,9 +97,10 @@ def paired_difference(correct_a: np.ndarray, correct_b: np.ndarray, *, draws: in
     ``mean``: the difference of the seed-averaged accuracies; ``low``/``high``: its 95 % paired-bootstrap interval
     over digits (the same digits drawn for both); ``seed_low``/``seed_high``: the smallest and largest difference of
     a single seed; ``only_a``/``only_b``: digits (averaged over seeds) that only A / only B gets right (McNemar's
-    discordant counts).
+    discordant counts per seed); ``mcnemar_p``: McNemar's exact test on the discordant digits pooled over seeds.
     """
     a, b = np.atleast_2d(correct_a).astype(float), np.atleast_2d(correct_b).astype(float)
+    only_a, only_b = int((a * (1 - b)).sum()), int((b * (1 - a)).sum())
     per_digit = a.mean(axis=0) - b.mean(axis=0)
     rng = np.random.default_rng(seed)
     n = per_digit.size
@@ -106,5 +108,11 @@ def paired_difference(correct_a: np.ndarray, correct_b: np.ndarray, *, draws: in
     per_seed = 100 * (a.mean(axis=1) - b.mean(axis=1))
     return {"mean": 100 * per_digit.mean(), "low": 100 * np.quantile(boot, 0.025),
             "high": 100 * np.quantile(boot, 0.975), "seed_low": float(per_seed.min()),
-            "seed_high": float(per_seed.max()), "only_a": float((a * (1 - b)).sum(axis=1).mean()),
-            "only_b": float((b * (1 - a)).sum(axis=1).mean())}
+            "seed_high": float(per_seed.max()), "only_a": only_a / len(a), "only_b": only_b / len(a),
+            "mcnemar_p": mcnemar_p(only_a, only_b)}
+
+
+def mcnemar_p(only_a: int, only_b: int) -> float:
+    """McNemar's exact two-sided p-value: under "no difference" each discordant digit is a fair coin flip."""
+    n, k = only_a + only_b, min(only_a, only_b)
+    return 1.0 if n == 0 else min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n)

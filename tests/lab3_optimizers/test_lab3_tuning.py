@@ -35,6 +35,13 @@ def test_paired_difference_of_the_same_digits():
     assert found["mean"] == pytest.approx(lost / 10) and found["only_a"] == pytest.approx(lost)
     assert 0 < found["low"] < found["mean"] < found["high"] and found["only_b"] == 0
     assert found["seed_low"] <= found["mean"] <= found["seed_high"]
+    assert found["mcnemar_p"] < 1e-6 and same["mcnemar_p"] == 1.0
+
+
+def test_mcnemar_exact_p_values():
+    assert tuning.mcnemar_p(4, 0) == pytest.approx(0.125)  # 2 · (1/2)^4
+    assert tuning.mcnemar_p(3, 3) == 1.0 and tuning.mcnemar_p(0, 0) == 1.0
+    assert tuning.mcnemar_p(10, 2) == pytest.approx(2 * sum(math.comb(12, i) for i in range(3)) / 2 ** 12)
 
 
 def test_noise_free_descent_settles_in_the_sharp_well_only_below_two_over_its_curvature():
