@@ -154,9 +154,9 @@ def _judge_case(entry: Any, case: Case, seed: int) -> str | None:
                          "f(x) = L·x²/2 (x.grad = L·x) and see whether |x| grows.")
     if abs(mine / true - 1) <= TOLERANCE:
         return None
+    off = f"{mine / true - 1:+.1%}" if 0.5 <= mine / true <= 2 else f"{mine / true:.3g} times the limit"
     return with_hint(f"{where} the largest stable learning rate is {true:.5g}; yours is {mine:.5g} "
-                     f"({mine / true - 1:+.1%}, tolerance {TOLERANCE:.0%}).", _hint(case, mine, true, curvature, beta,
-                                                                                   decay))
+                     f"({off}, tolerance {TOLERANCE:.0%}).", _hint(case, mine, true, curvature, beta, decay))
 
 
 def judge_stability(evidence: Any, *, seed: int) -> dict[str, str | None]:
