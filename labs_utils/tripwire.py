@@ -45,8 +45,12 @@ def _forbidden_files(references: Sequence[str]) -> tuple[set[str], tuple[str, ..
             builtins += ("_fused_",)
         elif reference == "torch.utils.checkpoint":
             files.add(os.path.abspath(torch.utils.checkpoint.__file__))
+        elif reference.startswith("labs_utils."):  # a course helper that does the exercise's work
+            import importlib
+
+            files.add(os.path.abspath(importlib.import_module(reference).__file__))
         else:
-            raise ValueError(f"no trip-wire for {reference!r}; known: {', '.join(HINTS)}")
+            raise ValueError(f"no trip-wire for {reference!r}; known: {', '.join(HINTS)} and labs_utils modules")
     return files, builtins
 
 
@@ -87,6 +91,7 @@ def trip_wires(references: Sequence[str]) -> Iterator[list[str]]:
 
 def delegation_message(references: Sequence[str], calls: Sequence[str]) -> str:
     """The message a student sees when a trip-wire fired."""
-    hint = " ".join(HINTS[r] for r in references if r in HINTS)
+    hint = " ".join(HINTS.get(r, f"Write the measurement yourself: the course helpers in {r} are what the check "
+                                 "compares against.") for r in references)
     return (f"Your code called the reference implementation it is compared against ({'; '.join(calls[:3])}).\n"
             f"Hint: {hint}")

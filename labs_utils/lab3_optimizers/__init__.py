@@ -4,7 +4,8 @@
 
 - ``base``: ``StudentOptimizer``, the scaffold of the optimizer exercises after SGD
 - ``mnist``: the small MNIST classifier trained with the student's optimizers
-- ``noise``: gradient noise on a landscape with a sharp and a flat minimum
+- ``noise``: gradient noise on a landscape with a sharp and a flat minimum, and real mini-batch noise
+- ``tuning``: learning-rate sweeps on validation, good ranges, paired comparisons on the same test digits
 - ``landscapes``: test functions and optimizer runs
 - ``convergence``: convergence theory and measured rates
 - ``figures``: the lab's figures
@@ -18,8 +19,18 @@ _EXPORTS = {
     "StudentOptimizer": "base",
     "noise_sweep": "noise",
     "sharp_flat_loss": "noise",
+    "descend": "noise",
+    "curvature": "noise",
+    "minibatch_gradient_noise": "noise",
+    "lr_sweep": "tuning",
+    "good_range": "tuning",
+    "format_good_ranges": "tuning",
+    "grid_sweep": "tuning",
+    "correct_digits": "tuning",
+    "paired_difference": "tuning",
     "plot_noise_sweep": "figures",
     "check_fit_rate": "checks",
+    "check_stability": "checks",
     "check_hyperparameter": "base",
     "make_classifier": "mnist",
     "train_classifier": "mnist",
@@ -67,5 +78,5 @@ _EXPORTS = {
     "plot_steps_vs_kappa": "figures",
     "plot_heavy_ball_decay": "figures",
 }
-_SUBMODULES = ('base', 'mnist', 'noise', 'landscapes', 'convergence', 'figures', 'checks')
+_SUBMODULES = ('base', 'mnist', 'noise', 'tuning', 'landscapes', 'convergence', 'figures', 'checks')
 __getattr__, __dir__, __all__ = lazy_module(__name__, _SUBMODULES, _EXPORTS)

@@ -1,6 +1,6 @@
 """``StudentOptimizer``: the scaffold the optimizer exercises share, so each exercise is its update rule.
 
-Exercise 1 (SGD) shows the whole ``torch.optim.Optimizer`` scaffold; the other five subclass this one,
+Exercise 1 (SGD) shows the whole ``torch.optim.Optimizer`` scaffold; the other optimizers subclass this one,
 which does what is the same in all of them and nothing else:
 
 - ``__init__(params, **hyperparameters)`` checks every hyperparameter (with torch.optim's rules, in

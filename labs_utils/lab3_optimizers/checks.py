@@ -2,7 +2,7 @@
 
 Each exercise is a probe (runs the student's code in their kernel, records evidence) and a judge (compares
 with torch.optim or with the curve's known rate, part by part): see :mod:`.exercise_optimizers` and
-:mod:`.exercise_fit_rate`.
+:mod:`.exercise_fit_rate` and :mod:`.exercise_stability`.
 """
 from __future__ import annotations
 
@@ -11,19 +11,20 @@ from collections.abc import Callable
 from ..exercises import LabInfo, exercise_named, run_exercise
 from .exercise_fit_rate import FIT_RATE
 from .exercise_optimizers import OPTIMIZERS
+from .exercise_stability import STABILITY
 from .optimizer_cases import OPTIMIZER_NAMES, SPECS
 
-__all__ = ["check_optimizer", "check_fit_rate", "OPTIMIZER_NAMES"]
+__all__ = ["check_optimizer", "check_fit_rate", "check_stability", "OPTIMIZER_NAMES"]
 
 LAB = LabInfo(3, "optimizers", "lab3_optimizers")
 
-GRADING = [*OPTIMIZERS, FIT_RATE]
+GRADING = [*OPTIMIZERS, FIT_RATE, STABILITY]
 
 
 def check_optimizer(name: str, cls: type) -> None:
     """Check an optimizer class against its torch.optim counterpart, step for step, part by part.
 
-    ``name`` is one of "sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw".
+    ``name`` is one of "sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw", "adagrad".
     """
     if name not in SPECS:
         raise ValueError(f"unknown optimizer {name!r}: use one of {', '.join(OPTIMIZER_NAMES)}")
@@ -33,3 +34,9 @@ def check_optimizer(name: str, cls: type) -> None:
 def check_fit_rate(fit_rate: Callable) -> None:
     """Check ``fit_rate(gaps) -> r`` on loss curves whose error contraction ``r`` is known, part by part."""
     run_exercise(FIT_RATE, (fit_rate,))
+
+
+def check_stability(largest_stable_lr: Callable) -> None:
+    """Check ``largest_stable_lr(make_optimizer, curvature) -> lr`` against the known limits of GD, heavy ball and
+    Nesterov on a quadratic, part by part."""
+    run_exercise(STABILITY, (largest_stable_lr,))

@@ -35,7 +35,7 @@ PER_CALL = 5.0
 PROBE_SECONDS = 30.0
 GEOMETRIC, TRANSIENT, EARLY_ZEROS, NOISE = ("geometric decay", "a long transient (a faster mode first)",
                                             "early underflow to exactly 0", "noisy gaps")
-POINTS = {GEOMETRIC: 0.3, TRANSIENT: 0.4, EARLY_ZEROS: 0.4, NOISE: 0.4}
+POINTS = {GEOMETRIC: 0.375, TRANSIENT: 0.375, EARLY_ZEROS: 0.375, NOISE: 0.375}  # multiples of 1/8: exact sums
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""The optimizer exercises (SGD, Momentum, Nesterov, RMSProp, Adam, AdamW): the student's class against torch.optim.
+"""The optimizer exercises (SGD, Momentum, Nesterov, RMSProp, Adam, AdamW, AdaGrad): the student's class against
+torch.optim.
 
 The *probe* takes the student's class through every scenario of :mod:`.optimizer_cases` and records the
 parameters after each step (plus what ``step()`` did to ``p.grad``, the parameters' storage and the groups);
@@ -6,12 +7,12 @@ the *judge* drives torch.optim through the same scenarios and compares, part by 
 on its own scenarios, so one mistake costs the parts it shows in, not the rest:
 
 - "basic step": the first update of one parameter (for SGD, every update), default and non-default values;
-- "eps outside the square root" (RMSProp, Adam, AdamW): tiny gradients, eps read from the group;
+- "eps outside the square root" (RMSProp, Adam, AdamW, AdaGrad): tiny gradients, eps read from the group;
 - "state across steps": later updates, state per parameter (two parameters of the same shape);
 - "parameter groups, late and missing gradients": per-group hyperparameters, ``.grad`` None before the first
   gradient, after the last one and in between (Adam's step count is per parameter);
 - "hyperparameters changed between steps": a ``LambdaLR`` scheduler and ``param_groups`` edited mid-run;
-- "weight decay" (Adam, AdamW): where the decay goes;
+- "weight decay" (Adam, AdamW, AdaGrad): where the decay goes;
 - the torch.optim contract, judged against the student's own plain run (so a wrong formula does not hide it):
   ``step(closure)`` calls the closure and returns its loss, gradients written in place give the same steps as
   fresh ones, ``state_dict()`` loaded into a fresh optimizer continues the run, and no step changes ``p.grad``,
@@ -123,8 +124,8 @@ def judge_scenario(record: Any, setup: Setup, basic_failed: bool = False) -> str
 
 
 def type_name(setup: Setup) -> str:
-    return {"SGD": "SGD", "Momentum": "SGD", "Nesterov": "SGD", "RMSProp": "RMSprop"}.get(setup.spec.title,
-                                                                                        setup.spec.title)
+    return {"SGD": "SGD", "Momentum": "SGD", "Nesterov": "SGD", "RMSProp": "RMSprop",
+            "AdaGrad": "Adagrad"}.get(setup.spec.title, setup.spec.title)
 
 
 def judge_optimizer(evidence: Any, name: str, *, seed: int) -> dict[str, str | None]:

@@ -45,6 +45,9 @@ def ratio_diagnosis(name: str, values: dict[str, Any], ratio: float) -> str | No
                    "No bias correction: divide m by (1 − β₁ᵗ) and v by (1 − β₂ᵗ) (t = 1 on the first step)."),
                   (1 - beta1, "m is not bias-corrected: use m̂ = m / (1 − β₁ᵗ)."),
                   (1 / math.sqrt(1 - beta2), "v is not bias-corrected: use v̂ = v / (1 − β₂ᵗ).")]
+    if name == "adagrad":
+        known.append((1 / math.sqrt(2), "Your first step is 1/√2 of torch's: your sum of squares holds 2g² after "
+                                        "one step. Start it at 0 and add g² once per step."))
     value, message = min(known, key=lambda item: abs(ratio - item[0]) / abs(item[0]))
     return message if abs(ratio - value) <= _RATIO_TOLERANCE * abs(value) else None
 
@@ -52,7 +55,7 @@ def ratio_diagnosis(name: str, values: dict[str, Any], ratio: float) -> str | No
 def decay_diagnosis(name: str, lr: float, values: dict[str, Any], before: torch.Tensor, difference: torch.Tensor
                     ) -> str | None:
     """Recognise a difference proportional to the parameter itself: a weight-decay term that is off."""
-    if name not in ("adam", "adamw") or before.numel() < 3 or difference.abs().max() == 0:
+    if name not in ("adam", "adamw", "adagrad") or before.numel() < 3 or difference.abs().max() == 0:
         return None
     x, y = before.flatten().double(), difference.flatten().double()
     c = float((x @ y) / (x @ x))
@@ -66,6 +69,9 @@ def decay_diagnosis(name: str, lr: float, values: dict[str, Any], before: torch.
                              "θ ← θ·(1 − lr·weight_decay).")
         return detail + (" AdamW decays the weights directly, θ ← θ·(1 − lr·weight_decay), before the Adam update, "
                          "and does not add weight_decay·θ to the gradient.")
+    if name == "adagrad":
+        return detail + (" AdaGrad's weight_decay is an L2 term added to the gradient, g ← g + weight_decay·θ, "
+                         "before g² joins the sum (torch.optim.Adagrad does that).")
     return detail + (" Adam's weight_decay is an L2 term added to the gradient, g ← g + weight_decay·θ, before "
                      "the moments (that is what torch.optim.Adam does; AdamW is the decoupled one).")
 
@@ -75,6 +81,9 @@ def weight_decay_hint(name: str) -> str:
     if name == "adamw":
         return (" Weight decay: torch multiplies θ by (1 − lr·weight_decay) BEFORE the Adam update (decaying "
                 "after it also shrinks the update), and never adds weight_decay·θ to the gradient.")
+    if name == "adagrad":
+        return (" Weight decay in AdaGrad is L2: g = p.grad + weight_decay·θ (a new tensor), computed before g² is "
+                "added to the sum, and used for both the sum and the step.")
     if name == "adam":
         return (" Weight decay in Adam is L2: g = p.grad + weight_decay·θ (a new tensor), computed before m and v "
                 "are updated, and used for both moments.")

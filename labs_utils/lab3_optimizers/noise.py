@@ -2,7 +2,10 @@
 
 The landscape is two Gaussian wells, f(x) = −Σ depth·exp(−(x − centre)²/(2·width²)): a deep, narrow one
 (the sharp minimum) at x = −1 and a shallower, wide one (the flat minimum) at x = +1. Noise of scale σ
-is added to every gradient, as mini-batches do; many runs (one coordinate each) are stepped together.
+is added to every gradient (a stand-in for mini-batch noise: isotropic and of fixed scale, where real mini-batch
+noise depends on where the weights are); many runs (one coordinate each) are stepped together.
+:func:`descend` is one noise-free run; :func:`minibatch_gradient_noise` measures real mini-batch noise on the
+MNIST classifier.
 """
 from __future__ import annotations
 
@@ -67,3 +70,46 @@ def noise_sweep(make_optimizer: Callable, sigmas: Sequence[float], *, runs: int 
                      near["flat"](from_flat).double().mean().item()))
     columns = np.array(rows).T
     return NoiseSweep(sigmas, columns[0], columns[1], columns[2])
+
+
+def curvature(well: tuple[float, float, float]) -> float:
+    """f'' at the bottom of a well, depth / width²: the λ of section 1's stability limit 2/λ."""
+    return well[2] / well[1] ** 2
+
+
+def descend(make_optimizer: Callable, start: float, steps: int) -> float:
+    """Where one noise-free run from ``start`` is after ``steps`` steps of ``make_optimizer([x])``."""
+    x = torch.tensor([float(start)], dtype=torch.float64, requires_grad=True)
+    optimizer = make_optimizer([x])
+    for _ in range(positive_int("steps", steps)):
+        x.grad = sharp_flat_gradient(x.detach())
+        optimizer.step()
+    return float(x.detach())
+
+
+def minibatch_gradient_noise(batch_sizes: Sequence[int], *, digits: int = 1_000, draws: int = 12,
+                             seed: int = 0) -> dict[int, float]:
+    """batch size -> RMS distance between a mini-batch gradient and the full-batch gradient (all parameters of
+    the freshly initialised MNIST classifier, cross-entropy over ``digits`` training digits), over ``draws``
+    random mini-batches."""
+    from ..runtime import set_seed
+    from .mnist import make_classifier, split_training_digits
+
+    (images, labels), _ = split_training_digits(digits)
+    set_seed(seed)
+    model = make_classifier()
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def gradient(index: torch.Tensor) -> torch.Tensor:
+        model.zero_grad()
+        loss_fn(model(images[index]), labels[index]).backward()
+        return torch.cat([p.grad.flatten() for p in model.parameters()])
+
+    full = gradient(torch.arange(len(images)))
+    generator = torch.Generator().manual_seed(seed)
+    found = {}
+    for size in batch_sizes:
+        squares = [float(((gradient(torch.randperm(len(images), generator=generator)[:size]) - full) ** 2).sum())
+                   for _ in range(positive_int("draws", draws))]
+        found[int(size)] = float(np.sqrt(np.mean(squares)))
+    return found

@@ -62,10 +62,11 @@ def _torch(kind: str, **fixed: Any) -> Callable[..., torch.optim.Optimizer]:
 
 _ADAM_UPDATE = ("m ← β₁m + (1−β₁)g; v ← β₂v + (1−β₂)g²; m̂ = m/(1−β₁ᵗ), v̂ = v/(1−β₂ᵗ) with t = 1, 2, ... "
                 "counted per parameter; θ ← θ − lr·m̂/(√v̂ + eps)")
-_HEAVY = {BASIC: 0.2, STATE: 0.2, GROUPS: 0.2, CHANGES: 0.2, CONTRACT: 0.2}
+# points are multiples of 1/8, so every sum of them is exact in floating point
+_HEAVY = {BASIC: 0.25, STATE: 0.25, GROUPS: 0.25, CHANGES: 0.125, CONTRACT: 0.125}
 SPECS = {
     "sgd": Spec("SGD", _torch("SGD"), {}, {}, 0.05, 0.3, "θ ← θ − lr·g",
-                {BASIC: 0.4, GROUPS: 0.2, CHANGES: 0.2, CONTRACT: 0.2}),
+                {BASIC: 0.5, GROUPS: 0.25, CHANGES: 0.125, CONTRACT: 0.125}),
     "momentum": Spec("Momentum", _torch("SGD"), {"momentum": 0.9}, {"momentum": 0.7}, 0.02, 0.2,
                      "v ← momentum·v + g (v starts at 0, so v₁ = g), then θ ← θ − lr·v", dict(_HEAVY)),
     "nesterov": Spec("Nesterov", _torch("SGD", nesterov=True), {"momentum": 0.9}, {"momentum": 0.7}, 0.02, 0.2,
@@ -79,8 +80,13 @@ SPECS = {
                  decay={"weight_decay": 0.05}),
     "adamw": Spec("AdamW", _torch("AdamW"), {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 1e-2},
                   {"betas": (0.8, 0.95)}, 1e-2, 0.1, _ADAM_UPDATE,
-                  {BASIC: 0.2, EPS: 0.2, STATE: 0.2, GROUPS: 0.2, CHANGES: 0.2, DECAY: 0.3, CONTRACT: 0.2},
+                  {BASIC: 0.25, EPS: 0.25, STATE: 0.25, GROUPS: 0.25, CHANGES: 0.125, DECAY: 0.25, CONTRACT: 0.125},
                   decay={}),
+    "adagrad": Spec("AdaGrad", _torch("Adagrad"), {"eps": 1e-10, "weight_decay": 0.0}, {}, 0.05, 0.5,
+                    "s ← s + g² (s starts at 0 and is never forgotten), then θ ← θ − lr·g / (√s + eps); with "
+                    "weight_decay, g ← g + weight_decay·θ first",
+                    {BASIC: 0.25, EPS: 0.25, STATE: 0.25, GROUPS: 0.25, CHANGES: 0.125, DECAY: 0.25, CONTRACT: 0.125},
+                    decay={"weight_decay": 0.05}),
 }
 OPTIMIZER_NAMES = tuple(SPECS)
 UNUSUAL_DECAY = 0.1  # weight_decay of "unusual" groups in the decay scenarios

@@ -1,6 +1,7 @@
 """Reference optimizers of the Lab 3 tests (they live in the tests only, never in labs_utils), and helpers.
 
-``Heavy`` (SGD, momentum, Nesterov), ``RMS`` and ``Adaptive`` (Adam, AdamW) follow torch.optim; a wrong
+``Heavy`` (SGD, momentum, Nesterov), ``RMS``, ``Adaptive`` (Adam, AdamW) and ``Accumulating`` (AdaGrad)
+follow torch.optim; a wrong
 variant is a subclass that flips one knob or overrides one hook, so every test shows exactly one mistake.
 """
 from __future__ import annotations
@@ -170,8 +171,45 @@ class DecoupledAdaptive(Adaptive):
     default_weight_decay = 1e-2
 
 
+class Accumulating(torch.optim.Optimizer):
+    """AdaGrad, torch's conventions: L2 in the gradient, s ← s + g², θ ← θ − lr·g/(√s + eps)."""
+
+    eps_inside = False
+    forgets = False  # s ← g² every step (no memory: sign descent)
+    averages = False  # s / t instead of the sum (an RMSProp with equal weights)
+    start_at_g2 = False
+
+    def __init__(self, params, lr, eps=1e-10, weight_decay=0.0):
+        super().__init__(params, dict(lr=lr, eps=eps, weight_decay=weight_decay))
+
+    def hyper(self, group, key):
+        return group[key]
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = run_closure(closure)
+        for group in self.param_groups:
+            lr, eps, wd = self.hyper(group, "lr"), self.hyper(group, "eps"), self.hyper(group, "weight_decay")
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad.add(p, alpha=wd)
+                state = self.state[p]
+                if not state:
+                    state.update(s=g * g if self.start_at_g2 else torch.zeros_like(p), t=0)
+                state["t"] += 1
+                s = state["s"]
+                if self.forgets:
+                    s.zero_()
+                s.addcmul_(g, g)
+                s_used = s / state["t"] if self.averages else s
+                denom = (s_used + eps).sqrt() if self.eps_inside else s_used.sqrt().add_(eps)
+                p.addcdiv_(g, denom, value=-lr)
+        return loss
+
+
 CORRECT = {"sgd": PlainSGD, "momentum": Heavy, "nesterov": NesterovMomentum, "rmsprop": RMS, "adam": Adaptive,
-           "adamw": DecoupledAdaptive}
+           "adamw": DecoupledAdaptive, "adagrad": Accumulating}
 TITLES = {name: spec.title for name, spec in SPECS.items()}
 
 

@@ -131,7 +131,7 @@ def test_fitting_the_whole_curve_fails_only_the_transient_part():
         return math.exp(np.polyfit(np.arange(len(usable)), np.log(usable), 1)[0] / 2)
 
     assert failed(whole_curve) == [TRANSIENT]
-    rejects(whole_curve, "Fit only the tail", "1.1/1.5 points")
+    rejects(whole_curve, "Fit only the tail", "1.125/1.5 points")
 
 
 def test_keeping_the_zeros_fails_only_the_underflow_part():

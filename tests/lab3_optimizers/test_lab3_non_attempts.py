@@ -18,9 +18,10 @@ from labs_utils import lab3_optimizers as lab3
 from labs_utils.lab3_optimizers import exercise_fit_rate, exercise_optimizers
 from labs_utils.lab3_optimizers.checks import GRADING
 from labs_utils.lab3_optimizers.exercise_fit_rate import EARLY_ZEROS, FIT_RATE
+from labs_utils.lab3_optimizers.exercise_stability import STABILITY
 from labs_utils.lab3_optimizers.optimizer_cases import GROUPS, SPECS
 
-OPTIMIZERS = [exercise for exercise in GRADING if exercise is not FIT_RATE]
+OPTIMIZERS = [exercise for exercise in GRADING if exercise not in (FIT_RATE, STABILITY)]
 
 
 def with_signature_of(exercise, step):
@@ -95,6 +96,11 @@ def test_a_fit_rate_that_does_not_fit_earns_nothing(answer, seed):
 
 def test_the_packages_own_callables_earn_nothing_as_fit_rate():
     earned = {name: _points(FIT_RATE, getattr(lab3, name), seed=3) for name in PUBLIC}
+    assert earned == {name: 0 for name in PUBLIC}
+
+
+def test_the_packages_own_callables_earn_nothing_as_largest_stable_lr():
+    earned = {name: _points(STABILITY, getattr(lab3, name), seed=3) for name in PUBLIC}
     assert earned == {name: 0 for name in PUBLIC}
 
 

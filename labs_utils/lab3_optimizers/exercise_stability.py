@@ -1,0 +1,177 @@
+"""The measurement exercise ``largest_stable_lr(make_optimizer, curvature)``: where an optimizer starts to diverge.
+
+The student's function gets a factory ``make_optimizer(params, lr)`` and the curvature ``L`` of the quadratic
+``f(x) = L·x²/2``, and returns the largest learning rate at which the optimizer does not diverge on it, measured
+by running it. The probe hands it torch.optim.SGD in three set-ups whose limits are known in closed form and
+records the returned numbers and how many optimizer steps the function took; the judge compares with
+
+- gradient descent: ``2/L``;
+- heavy ball (PyTorch's momentum β): ``2(1 + β)/L``;
+- PyTorch's Nesterov: ``(2 + 2β)/((1 + 2β)·L)``, below gradient descent's for every β > 0.
+
+Each part has two cases drawn from the seed: one plain, one with ``weight_decay = w`` (which adds ``w·x`` to
+the gradient, so the curvature the optimizer sees is ``L + w``). A formula typed in instead of a measurement
+therefore misses the second case, and a function that never steps the optimizer fails outright. A value passes
+within 2 % of the limit.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..checking import fail, with_hint
+from ..exercises import Exercise, Part
+from .budget import Clock, warm_up_optimizers
+
+TOLERANCE = 0.02  # relative
+PER_CALL = 10.0
+PROBE_SECONDS = 40.0
+GD, HEAVY, NESTEROV = "gradient descent (limit 2/L)", "heavy ball (limit 2(1 + β)/L)", "Nesterov (PyTorch's form)"
+POINTS = {GD: 0.5, HEAVY: 0.5, NESTEROV: 0.5}
+
+
+@dataclass(frozen=True)
+class Case:
+    part: str
+    decayed: bool  # weight_decay w > 0: the optimizer sees curvature L + w
+
+    @property
+    def name(self) -> str:
+        return f"{self.part}, {'with weight_decay' if self.decayed else 'plain'}"
+
+
+CASES = tuple(Case(part, decayed) for part in POINTS for decayed in (False, True))
+
+
+def draw(case: Case, seed: int) -> tuple[float, float, float]:
+    """(curvature L, momentum β, weight_decay w) of a case; β = 0 for gradient descent, w = 0 for a plain case."""
+    rng = np.random.default_rng([seed, CASES.index(case)])
+    curvature = float(10 ** rng.uniform(-1.0, 2.0))
+    beta = 0.0 if case.part == GD else float(rng.uniform(0.3, 0.9))
+    decay = float(curvature * rng.uniform(0.5, 2.0)) if case.decayed else 0.0
+    return curvature, beta, decay
+
+
+def limit(case: Case, curvature: float, beta: float, decay: float) -> float:
+    """The largest stable learning rate in closed form (see the module docstring)."""
+    seen = curvature + decay
+    if case.part == GD:
+        return 2 / seen
+    if case.part == HEAVY:
+        return 2 * (1 + beta) / seen
+    return (2 + 2 * beta) / ((1 + 2 * beta) * seen)
+
+
+def _factory(case: Case, beta: float, decay: float, steps: list[int]) -> Callable[..., torch.optim.Optimizer]:
+    """make_optimizer(params, lr): torch.optim.SGD of the case, counting the steps taken."""
+    class Counted(torch.optim.SGD):
+        def step(self, closure: Any = None) -> Any:
+            steps[0] += 1
+            return super().step(closure)
+
+    def make_optimizer(params: Any, lr: float) -> torch.optim.Optimizer:
+        return Counted(params, lr=lr, momentum=beta, nesterov=case.part == NESTEROV and beta > 0,
+                       weight_decay=decay)
+    return make_optimizer
+
+
+def _as_number(value: Any) -> float | None:
+    if isinstance(value, (bool, np.bool_)) or value is None:
+        return None
+    if isinstance(value, (numbers.Real, np.generic)):
+        return float(value)
+    if getattr(value, "shape", None) in ((), (1,)) and hasattr(value, "item"):
+        item = value.item()
+        return float(item) if isinstance(item, numbers.Real) and not isinstance(item, bool) else None
+    return None
+
+
+def probe_stability(largest_stable_lr: Callable, *, seed: int) -> dict[str, Any]:
+    """Evidence: ``{"cases": {case name: {"lr": float | None, "steps": int, "error": str | None}}}``."""
+    warm_up_optimizers()
+    clock = Clock(PROBE_SECONDS)
+    found: dict[str, Any] = {}
+    for case in CASES:
+        curvature, beta, decay = draw(case, seed)
+        steps = [0]
+        entry: dict[str, Any] = {"lr": None, "steps": 0, "error": None}
+        try:
+            value = clock.call(PER_CALL, largest_stable_lr, _factory(case, beta, decay, steps), curvature,
+                               what=f"largest_stable_lr(make_optimizer, {curvature:.4g}) for {case.name}")
+            entry["lr"] = _as_number(value)
+            if entry["lr"] is None:
+                entry["error"] = with_hint(f"largest_stable_lr returned {type(value).__name__} ({value!r:.40}), "
+                                           "not a number.", "return the learning rate as a float.")
+        except AssertionError as exc:
+            entry["error"] = str(exc)
+        entry["steps"] = steps[0]
+        found[case.name] = entry
+    if all(isinstance(e["error"], str) and "not implemented yet" in e["error"] for e in found.values()):
+        fail(next(iter(found.values()))["error"])
+    return {"cases": found}
+
+
+def _hint(case: Case, mine: float, true: float, curvature: float, beta: float, decay: float) -> str:
+    others = {"2/L": 2 / curvature, "2(1 + β)/L": 2 * (1 + beta) / curvature,
+              "(2 + 2β)/((1 + 2β)L)": (2 + 2 * beta) / ((1 + 2 * beta) * curvature)}
+    if decay:
+        for label, value in others.items():
+            if abs(mine / value - 1) <= TOLERANCE:
+                return (f"your value is {label} with L = {curvature:.4g}, the curvature you were given; this optimizer "
+                        f"also has weight_decay = {decay:.4g}, which adds w·x to every gradient. Measure: run the "
+                        "optimizer you are handed and see where it starts to diverge.")
+    if mine < true:
+        return ("your value is too low. Just below the limit the error still shrinks, but slowly (by a factor close "
+                "to 1 per step): 'stable' means the error does not grow, not that it reaches a tolerance within your "
+                "steps. Compare |x| after many steps with |x| at the start, and bisect between a stable and an "
+                "unstable learning rate.")
+    return ("your value is too high. Just above the limit the error grows slowly, so a run of a few steps or a test "
+            "for inf/nan does not see it: run several hundred steps and call a run unstable as soon as |x| ends above "
+            "where it started.")
+
+
+def _judge_case(entry: Any, case: Case, seed: int) -> str | None:
+    curvature, beta, decay = draw(case, seed)
+    true = limit(case, curvature, beta, decay)
+    where = (f"For {case.name} (L = {curvature:.4g}" + (f", β = {beta:.3g}" if beta else "")
+             + (f", weight_decay = {decay:.4g}" if decay else "") + ")")
+    if not isinstance(entry, dict):
+        return f"{where}: no learning rate recorded."
+    error, mine, steps = entry.get("error"), entry.get("lr"), entry.get("steps")
+    if isinstance(error, str):
+        return f"{where}: {error}"
+    if not isinstance(mine, (int, float)) or isinstance(mine, bool) or not math.isfinite(mine):
+        return f"{where}: no learning rate recorded."
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 10:
+        return with_hint(f"{where}: your function returned {mine:.5g} without running the optimizer it was given "
+                         f"({steps} steps).", "measure: build the optimizer with make_optimizer([x], lr), step it on "
+                         "f(x) = L·x²/2 (x.grad = L·x) and see whether |x| grows.")
+    if abs(mine / true - 1) <= TOLERANCE:
+        return None
+    off = f"{mine / true - 1:+.1%}" if 0.5 <= mine / true <= 2 else f"{mine / true:.3g} times the limit"
+    return with_hint(f"{where} the largest stable learning rate is {true:.5g}; yours is {mine:.5g} "
+                     f"({off}, tolerance {TOLERANCE:.0%}).", _hint(case, mine, true, curvature, beta, decay))
+
+
+def judge_stability(evidence: Any, *, seed: int) -> dict[str, str | None]:
+    """Verdict per part: both of its cases within the tolerance (the first miss is reported)."""
+    cases = evidence.get("cases") if isinstance(evidence, dict) else None
+    if not isinstance(cases, dict):
+        return {part: "the check received no measurements (malformed evidence)." for part in POINTS}
+    verdicts: dict[str, str | None] = {part: None for part in POINTS}
+    for case in CASES:
+        if verdicts[case.part] is None:
+            verdicts[case.part] = _judge_case(cases.get(case.name), case, seed)
+    return verdicts
+
+
+STABILITY = Exercise("Stability limit", needs=("largest_stable_lr",),
+                     parts=tuple(Part(p, v) for p, v in POINTS.items()),
+                     probe=probe_stability, judge=judge_stability,
+                     forbidden=("labs_utils.lab3_optimizers.landscapes",))

@@ -1,0 +1,149 @@
+"""check_stability: largest_stable_lr(make_optimizer, curvature) against the closed-form limits of gradient descent,
+heavy ball and PyTorch's Nesterov. Measurements written differently pass; the usual wrong criteria fail with a hint
+that names them; formulas typed in, constants and the lab's own bisection earn nothing.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from labs_utils import exercises
+from labs_utils import lab3_optimizers as lab3
+from labs_utils.lab3_optimizers import exercise_stability
+from labs_utils.lab3_optimizers.exercise_stability import GD, HEAVY, NESTEROV, STABILITY
+
+
+def final_size(make_optimizer, curvature, lr, steps, gradient=None):
+    x = torch.ones(1, dtype=torch.float64, requires_grad=True)
+    optimizer = make_optimizer([x], lr)
+    for _ in range(steps):
+        x.grad = (gradient or (lambda y: curvature * y))(x.detach())
+        optimizer.step()
+    return float(x.detach().abs())
+
+
+def bisection(stable, curvature, iterations=16):
+    low, high = 0.0, 1.0 / curvature
+    while stable(high):
+        low, high = high, 2 * high
+    for _ in range(iterations):
+        middle = (low + high) / 2
+        low, high = (middle, high) if stable(middle) else (low, middle)
+    return low
+
+
+def reference(make_optimizer, curvature):
+    return bisection(lambda lr: final_size(make_optimizer, curvature, lr, 100) <= 1.0, curvature)
+
+
+def growth_fit(make_optimizer, curvature):
+    """Correct, another way: a log-spaced scan, then the per-step growth rate of |x| fitted and interpolated to 0."""
+    def growth(lr):
+        x = torch.tensor([1.0], dtype=torch.float64, requires_grad=True)
+        optimizer, sizes = make_optimizer([x], lr), []
+        for _ in range(150):
+            x.grad = torch.autograd.grad(0.5 * curvature * (x * x).sum(), x)[0]
+            optimizer.step()
+            sizes.append(max(float(x.detach().abs()), 1e-300))
+        tail = np.log(sizes[75:])
+        return np.polyfit(np.arange(len(tail)), tail, 1)[0] if np.isfinite(tail).all() else 1.0
+
+    lrs = np.geomspace(0.1 / curvature, 10 / curvature, 25)
+    first = next(i for i, lr in enumerate(lrs) if growth(lr) > 1e-9)
+    low, high = lrs[first - 1], lrs[first]
+    for _ in range(14):
+        middle = math.sqrt(low * high)
+        low, high = (low, middle) if growth(middle) > 1e-9 else (middle, high)
+    return high
+
+
+def grade(fn, seed=12345):
+    return exercises.grade_here(STABILITY, (fn,), seed)
+
+
+def failed(fn, seed=12345):
+    return sorted(part for part, message in grade(fn, seed).items() if message)
+
+
+@pytest.mark.parametrize("fn", [reference, growth_fit], ids=["bisection", "growth-rate fit"])
+@pytest.mark.parametrize("seed", [12345, 7])
+def test_correct_measurements_pass(fn, seed):
+    assert failed(fn, seed) == []
+
+
+def test_the_notebook_check_prints_full_marks(capsys):
+    lab3.check_stability(reference)
+    assert "Stability limit: all 3 part(s) passed (1.5/1.5 points)" in capsys.readouterr().out
+
+
+def test_a_test_for_overflow_within_a_few_steps_reads_too_high():
+    def overflow_only(make_optimizer, curvature):
+        return bisection(lambda lr: math.isfinite(final_size(make_optimizer, curvature, lr, 20)), curvature)
+
+    found = grade(overflow_only)
+    assert found[GD] is not None and "too high" in found[GD]
+
+
+def test_requiring_convergence_to_a_tolerance_reads_too_low():
+    def converged(make_optimizer, curvature):
+        return bisection(lambda lr: final_size(make_optimizer, curvature, lr, 100) <= 1e-6, curvature)
+
+    found = grade(converged)
+    assert failed(converged) == sorted([GD, HEAVY, NESTEROV]) and "too low" in found[HEAVY]
+
+
+def test_a_gradient_without_the_curvature_is_rejected():
+    def forgets_curvature(make_optimizer, curvature):
+        return bisection(lambda lr: final_size(make_optimizer, curvature, lr, 100, gradient=lambda y: y) <= 1.0,
+                         curvature)
+
+    assert failed(forgets_curvature) == sorted([GD, HEAVY, NESTEROV])
+
+
+def test_a_formula_that_reads_the_optimizer_earns_nothing():
+    def formulas(make_optimizer, curvature):
+        group = make_optimizer([torch.zeros(1, requires_grad=True)], 1.0).param_groups[0]
+        beta = group["momentum"]
+        if group["nesterov"]:
+            return (2 + 2 * beta) / ((1 + 2 * beta) * curvature)
+        return 2 * (1 + beta) / curvature
+
+    found = grade(formulas)
+    assert exercises.points(STABILITY, found) == 0
+    assert "without running the optimizer" in found[GD]
+
+
+@pytest.mark.parametrize("answer", [lambda make, L: 2 / L, lambda make, L: 1.0, lambda make, L: None,
+                                    lambda make, L: "2/L"])
+def test_non_attempts_earn_nothing(answer):
+    assert exercises.points(STABILITY, grade(answer)) == 0
+
+
+def test_the_labs_own_bisection_earns_nothing():
+    def borrowed(make_optimizer, curvature):
+        land = lab3.ravine(1, lam_max=curvature)
+        return lab3.divergence_threshold(make_optimizer, land, low=0.1 / curvature, high=10 / curvature)
+
+    found = grade(borrowed)
+    assert exercises.points(STABILITY, found) == 0 and "course helpers" in found[GD]
+
+
+def test_a_function_that_hangs_fails_with_a_time_message(monkeypatch):
+    monkeypatch.setattr(exercise_stability, "PER_CALL", 2.0)
+
+    def hangs_with_nesterov(make_optimizer, curvature):
+        if make_optimizer([torch.zeros(1, requires_grad=True)], 1.0).param_groups[0]["nesterov"]:
+            while True:
+                pass
+        return reference(make_optimizer, curvature)
+
+    found = grade(hangs_with_nesterov)
+    assert found[GD] is None and "did not finish within" in found[NESTEROV]
+
+
+def test_malformed_evidence_fails_every_part():
+    for evidence in (None, {"cases": 5}, {"cases": {"x": {"lr": "a"}}}):
+        assert all(exercises.judge(STABILITY, evidence, 1).values())

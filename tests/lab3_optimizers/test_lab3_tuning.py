@@ -1,0 +1,59 @@
+"""The measurements behind Lab 3's tuning, noise and comparison cells: good ranges on an absolute bar, the paired
+comparison over the same digits, the noise-free descent against section 1's 2/λ limit, and mini-batch noise."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from labs_utils import lab3_optimizers as lab3
+from labs_utils.lab3_optimizers import tuning
+
+
+def test_good_range_is_read_on_an_absolute_bar_and_per_seed():
+    lrs = [1e-3, 1e-2, 1e-1, 1.0]
+    accs = {"a": np.array([[70, 86, 90, 10], [85, 88, 91, 12]]), "b": np.array([[50, 60, 86, 20], [50, 60, 87, 30]])}
+    assert tuning.good_range(lrs, accs["a"].min(axis=0), 85) == (1e-2, 1e-1)
+    assert tuning.good_range(lrs, accs["b"].min(axis=0), 95) is None
+    assert tuning.width((1e-2, 1e-1)) == pytest.approx(10) and tuning.width(None) == 0
+    table = tuning.format_good_ranges(lrs, accs, bars=(85,)).splitlines()
+    assert "0.01 to 0.1" in table[1] and "10x–100x" in table[1]  # seed 0 good from 1e-2, seed 1 from 1e-3
+    assert "0.1 to 0.1" in table[2] and "1x–1x" in table[2]
+
+
+def test_paired_difference_of_the_same_digits():
+    rng = np.random.default_rng(0)
+    a = rng.random((3, 1000)) < 0.9
+    same = tuning.paired_difference(a, a)
+    assert same["mean"] == 0 and same["low"] == 0 and same["high"] == 0 and same["only_a"] == 0
+    b = a.copy()
+    b[:, :20] = False  # B misses 20 digits A gets right (where A was right), on every seed
+    found = tuning.paired_difference(a, b)
+    lost = a[:, :20].sum(axis=1).mean()
+    assert found["mean"] == pytest.approx(lost / 10) and found["only_a"] == pytest.approx(lost)
+    assert 0 < found["low"] < found["mean"] < found["high"] and found["only_b"] == 0
+    assert found["seed_low"] <= found["mean"] <= found["seed_high"]
+    assert found["mcnemar_p"] < 1e-6 and same["mcnemar_p"] == 1.0
+
+
+def test_mcnemar_exact_p_values():
+    assert tuning.mcnemar_p(4, 0) == pytest.approx(0.125)  # 2 · (1/2)^4
+    assert tuning.mcnemar_p(3, 3) == 1.0 and tuning.mcnemar_p(0, 0) == 1.0
+    assert tuning.mcnemar_p(10, 2) == pytest.approx(2 * sum(math.comb(12, i) for i in range(3)) / 2 ** 12)
+
+
+def test_noise_free_descent_settles_in_the_sharp_well_only_below_two_over_its_curvature():
+    curvature = lab3.curvature(lab3.noise.SHARP)
+    assert curvature == pytest.approx(400)
+    stable = lab3.descend(lambda p: torch.optim.SGD(p, lr=1.6 / curvature), -1 + 1e-3, 2_000)
+    unstable = lab3.descend(lambda p: torch.optim.SGD(p, lr=4.0 / curvature), -1 + 1e-3, 2_000)
+    assert abs(stable + 1) < 1e-4 and abs(unstable + 1) > 1e-2
+
+
+def test_minibatch_gradient_noise_shrinks_like_one_over_root_batch():
+    found = lab3.minibatch_gradient_noise([4, 64], digits=1_000, draws=12)
+    ratio = found[4] / found[64]
+    assert 2.5 < ratio < 6.0  # √16 = 4, within the sampling error of 12 draws
+    assert all(math.isfinite(v) and v > 0 for v in found.values())
