@@ -21,6 +21,7 @@ def first_code_cell(path: Path) -> str:
     return "".join(source) if isinstance(source, list) else source
 
 
+@pytest.mark.slow  # starts a fresh Python that imports torch
 def test_import_labs_utils_is_light():
     heavy = "('torch', 'matplotlib', 'torchvision')"
     code = f"import sys, labs_utils; print(sorted(m for m in {heavy} if m in sys.modules))"
@@ -33,6 +34,7 @@ def _modules_after(statement: str) -> set[str]:
     return set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split())
 
 
+@pytest.mark.slow  # starts a fresh Python that imports torch
 @pytest.mark.parametrize(("check", "own_wing"), [
     ("check_noise", "lab1_autoencoders"),
     ("check_checkpointing", "lab2_checkpointing"),
@@ -45,6 +47,7 @@ def test_importing_one_labs_check_loads_no_other_lab(check, own_wing):
     assert "matplotlib" not in loaded, "a check should not pull in the figures"
 
 
+@pytest.mark.slow  # starts a fresh Python that imports torch
 def test_a_labs_summary_cell_loads_no_other_lab():
     statement = "from labs_utils.exercises import summary; summary(1, {})"
     loaded = _modules_after(statement)
@@ -79,6 +82,7 @@ def test_every_wing_names_its_notebook_and_number():
         assert (ROOT / "solutions" / f"{checks.LAB.notebook}.ipynb").exists()
 
 
+@pytest.mark.slow  # starts a fresh Python that imports torch
 def test_a_new_lab_needs_no_entry_outside_its_wing(tmp_path):
     """A copy of the package with a lab4_demo wing: the façade, lu.<TAB> and the grader's discovery all find it."""
     import shutil

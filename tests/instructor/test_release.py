@@ -18,6 +18,8 @@ import labs_utils
 from labs_utils.instructor import notebooks, release
 from labs_utils.instructor.colab import colab_badge, colab_url, setup_cell_source
 
+pytestmark = pytest.mark.slow  # builds the student release and its wheel, imports it in a fresh Python
+
 ROOT = Path(__file__).resolve().parents[2]
 URL, TAG = "https://github.com/acme/dl-labs-2026", "v2026.1"
 BEGIN_END = ((notebooks.CODE_BEGIN, notebooks.CODE_END), (notebooks.MARKDOWN_BEGIN, notebooks.MARKDOWN_END))

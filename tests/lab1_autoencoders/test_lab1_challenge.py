@@ -14,6 +14,8 @@ from labs_utils.checks import check_challenge
 from labs_utils.lab1_autoencoders import model_size
 from labs_utils.lab1_autoencoders.exercise_challenge import CHALLENGE, CHALLENGE_EXERCISE, GOOD, MEETS_TARGET
 
+pytestmark = pytest.mark.slow  # every test trains the design the check builds (seconds each)
+
 
 @functools.cache
 def verdicts(model) -> dict:

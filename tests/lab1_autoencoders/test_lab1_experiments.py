@@ -59,6 +59,7 @@ def pca_model_and_test_digits():
     return PCAAutoencoder(), data.load_mnist("test", limit=1000)[0]
 
 
+@pytest.mark.slow  # trains a network (seconds)
 def test_challenge_verdict_judges_target_and_time_in_full_mode(full_mode, monkeypatch, capsys,
                                                                pca_model_and_test_digits):
     model, images = pca_model_and_test_digits
@@ -77,6 +78,7 @@ def test_challenge_verdict_judges_target_and_time_in_full_mode(full_mode, monkey
     assert re.search(r"The test MSE is 0\.0\d+, above the target of 0\.01", out) and "over the budget" not in out
 
 
+@pytest.mark.slow  # trains a network (seconds)
 def test_challenge_verdict_in_fast_mode_only_reports(fast, capsys, pca_model_and_test_digits):
     model, images = pca_model_and_test_digits
     ex.challenge_verdict(model, 1e9, images)

@@ -23,6 +23,7 @@ def grade(exercise, obj, seed=11):
     return exercises.grade_here(exercise, (obj,), seed)
 
 
+@pytest.mark.slow  # runs every check, training included (seconds)
 def test_the_references_earn_every_point(capsys):
     for exercise in checks.GRADING:
         exercises.run_exercise(exercise, [SOLUTIONS[name] for name in exercise.needs])
@@ -204,6 +205,7 @@ def test_judges_do_not_trust_evidence_from_another_seed():
         assert any(message is not None for message in verdicts.values()), exercise.name
 
 
+@pytest.mark.slow  # runs every check, training included (seconds)
 def test_evidence_is_small_and_survives_the_json_round_trip():
     for exercise in checks.GRADING:
         found = exercises.probe(exercise, [SOLUTIONS[exercise.needs[0]]], seed=7)
@@ -213,6 +215,7 @@ def test_evidence_is_small_and_survives_the_json_round_trip():
         assert all(message is None for message in verdicts.values()), (exercise.name, verdicts)
 
 
+@pytest.mark.slow  # runs every check, training included (seconds)
 def test_checks_do_not_change_the_notebooks_random_numbers():
     torch.manual_seed(0)
     expected = torch.rand(3)

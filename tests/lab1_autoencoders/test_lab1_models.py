@@ -71,11 +71,13 @@ def test_dense_check_accepts_correct_models(model, capsys):
     assert f"\u2714 Dense autoencoder: {ALL_PASSED}" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # the conv check trains the model (seconds)
 def test_conv_check_accepts_the_section_4_design(capsys):
     check_conv_autoencoder(conv_variant())
     assert f"\u2714 Convolutional autoencoder: {CONV_PASSED}" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # the conv check trains the model (seconds)
 @pytest.mark.parametrize("model", [
     conv_variant(channels=(8, 16, 32)), conv_variant(norm_after_relu=True), conv_variant(activation=nn.LeakyReLU),
     FunctionalConvAutoencoder, TwoLevels,
@@ -99,6 +101,7 @@ def test_model_size_counts_buffers_and_plain_tensors_once_each():
     assert model_size(model) == parameters + buffers + 10
 
 
+@pytest.mark.slow  # the conv check trains the model (seconds)
 @pytest.mark.parametrize("seed", [0, 1, 2**31 - 1])
 def test_correct_models_pass_with_the_graders_fresh_seeds(seed):
     for exercise, model in ((ae.DENSE, DenseAutoencoder), (cv.CONV, conv_variant(channels=(8, 16, 32)))):
@@ -290,6 +293,7 @@ CONV_MISTAKES = [
 ]
 
 
+@pytest.mark.slow  # the conv check trains the model (seconds)
 @pytest.mark.parametrize("wrong, lost, message", CONV_MISTAKES, ids=lambda v: getattr(v, "__name__", None))
 def test_conv_check_rejects_each_mistake_in_its_part_only(wrong, lost, message):
     found = conv_verdicts(wrong)
@@ -297,6 +301,7 @@ def test_conv_check_rejects_each_mistake_in_its_part_only(wrong, lost, message):
     assert message in found[lost[0]] and "Hint" in found[lost[0]]
 
 
+@pytest.mark.slow  # the conv check trains the model (seconds)
 def test_a_design_that_learns_too_slowly_misses_the_validation_target():
     found = conv_verdicts(conv_variant(channels=(1, 1, 1)))
     assert found[cv.LEARNS] is not None and f"the contract asks for at most {cv.TARGET_MSE}" in found[cv.LEARNS]
@@ -307,6 +312,7 @@ def test_a_dense_network_is_told_to_use_strided_convolutions():
     assert "encoder runs 0 strided convolution(s)" in conv_verdicts(dense_variant())[ae.LAYERS]
 
 
+@pytest.mark.slow  # the conv check trains the model (seconds)
 def test_a_decoder_a_pixel_short_is_told_the_formula_not_the_numbers():
     """27 x 27 images: only the shapes are wrong; the hint gives the size formula, not the padding to use."""
     found = conv_verdicts(conv_variant(last_output_padding=0))

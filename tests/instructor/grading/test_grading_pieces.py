@@ -131,6 +131,7 @@ def test_every_decode_failure_is_an_evidence_error(text):
         ev.decode(text)
 
 
+@pytest.mark.slow  # starts the judge worker, a fresh Python that imports torch
 def test_a_judge_that_runs_too_long_fails_its_exercise_and_the_next_one_is_judged():
     # The judge travels to the worker process by reference, so it lives in a module with a unique name
     # (grading_fixtures): a judge of this test module would make the worker import it, and with it `conftest`,
