@@ -152,6 +152,7 @@ def test_scheduler_is_stepped_after_every_step():
     assert halving.trajectory[-1] == pytest.approx(np.array(land.start) * np.prod(factors, axis=0), rel=1e-12)
 
 
+@pytest.mark.slow  # runs a learning-rate sweep (seconds)
 def test_sweep_finds_the_edge_of_divergence_at_two_over_lambda_max():
     land = lab3.ravine(10, lam_max=4.0)
     gaps, diverging = lab3.sweep_learning_rates(lambda p, lr: torch.optim.SGD(p, lr=lr), land, [0.1, 0.45, 0.55], 200)

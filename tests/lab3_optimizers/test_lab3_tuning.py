@@ -52,6 +52,7 @@ def test_noise_free_descent_settles_in_the_sharp_well_only_below_two_over_its_cu
     assert abs(stable + 1) < 1e-4 and abs(unstable + 1) > 1e-2
 
 
+@pytest.mark.slow  # computes gradients of the MNIST network over many batches (seconds)
 def test_minibatch_gradient_noise_shrinks_like_one_over_root_batch():
     found = lab3.minibatch_gradient_noise([4, 64], digits=1_000, draws=12)
     ratio = found[4] / found[64]
