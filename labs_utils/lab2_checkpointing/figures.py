@@ -157,7 +157,7 @@ def plot_block_memory(block_bytes: Sequence[int], peaks: dict, batch_size: int) 
     right.bar_label(bars, labels=[f"{p / plain - 1:+.0%}" if i else "" for i, p in enumerate(peaks.values())],
                     fontsize=9)
     right.set_ylabel(f"peak memory (MiB, batch {batch_size})")
-    right.set_title("Checkpointing by module count")
+    right.set_title("Checkpointing by block count")
     right.tick_params(axis="x", labelsize=8)
     for ax in (left, right):
         ax.set_ylim(0, ax.get_ylim()[1] * 1.15)
