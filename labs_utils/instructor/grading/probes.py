@@ -36,7 +36,8 @@ class ServerFailed(Exception):
 
 @dataclass
 class Reply:
-    status: str  # "ok" (evidence), "error" (message), "timeout", "died" (exit), "lost" (the server failed)
+    status: str  # "ok" (evidence), "error" (message), "timeout", "died" (exit), "lost" (the server failed while
+    # probing), "unstarted" (it never got ready: the grader's trouble, before any student code ran there)
     evidence: str | None = None
     message: str = ""
     exit: int | None = None
@@ -139,7 +140,11 @@ class ProbeServer:
             if self.process is None or self.process.poll() is not None:
                 self.start()
             if not self.ready:
-                self._wait_ready()
+                try:
+                    self._wait_ready()
+                except ServerFailed as exc:
+                    self.close()
+                    return Reply("unstarted", message=str(exc))
             request = json.dumps({"exercise": exercise, "sources": sources, "seed": seed, "timeout": timeout})
             data = request.encode()
             self.process.stdin.write(struct.pack(">Q", len(data)) + data)
