@@ -90,7 +90,8 @@ while time.time() < deadline and not escaped:
                 pass
     time.sleep(0.5)""")
 GRADER_ENVIRONMENT = (_if_escaped("import os\nescaped += [k for k, v in os.environ.items() if 'SECRET' in k]")
-                      + f"\nraise ValueError(' '.join(v for v in os.environ.values() if {SECRET!r} in v) or 'nothing')")
+                      + "\nimport os\n"
+                      + f"raise ValueError(' '.join(v for v in os.environ.values() if {SECRET!r} in v) or 'nothing')")
 LIMITS = _if_escaped("""
 import os, resource
 for name in ('RLIMIT_DATA', 'RLIMIT_NPROC', 'RLIMIT_FSIZE', 'RLIMIT_NOFILE', 'RLIMIT_CORE'):
