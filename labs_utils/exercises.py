@@ -3,7 +3,8 @@
 An exercise's check is a *probe* (runs the student's code, returns evidence) and a *judge* (compares the
 evidence with references, in the grader's own process). In a notebook the ``check_...`` functions run both
 (:func:`run_exercise`); the grader runs the probe in a fresh sandboxed process that holds only the exercise's
-definitions (:mod:`labs_utils.instructor.grading.probe_server`) and the judge outside it. :func:`summary` is the last cell of every lab.
+definitions (:mod:`labs_utils.instructor.grading.probe_server`) and the judge outside it. :func:`summary` is
+the last cell of every lab.
 """
 from __future__ import annotations
 

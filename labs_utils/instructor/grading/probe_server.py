@@ -11,7 +11,8 @@ student's definitions for that exercise (taken from the notebook by :mod:`.extra
 other cell), then the exercise's probe; the evidence goes back on a socket whose every chunk carries the
 sender's pid (``SO_PASSCRED``): anything another process wrote there voids the result. Afterwards the server
 kills whatever the child left behind and counts the threads and processes it started (the PID namespace's last
-pid), which fail the exercise: the probe measures the student's functions alone. The reply is a header
+pid), which fail the exercise: the probe measures the student's functions alone (torch runs on one thread there,
+as on a 2-core machine, so that its own thread pools start no thread). The reply is a header
 (status, message, exit status, what was started) and the evidence text, for the grader to decode strictly and
 judge in its own process.
 """
@@ -225,9 +226,16 @@ def run_one(module: str, table: str, request: dict, sandboxed: bool) -> tuple[di
 
 
 def serve(module: str, table: str, sandboxed: bool) -> None:
-    import torch  # noqa: F401 - everything the children need is imported once, before any of them exists
+    import torch  # everything the children need is imported once, before any of them exists
+    import torch._dynamo  # noqa: F401 - what torch imports lazily on a first optimizer step or backward (7 s)
     import torch.optim  # noqa: F401
     import torch.utils.checkpoint  # noqa: F401
+
+    torch.set_num_threads(1)  # no thread pool of torch's own in the children: every thread there is counted
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set
+        pass
 
     for name in ("labs_utils.evidence", "labs_utils.exercises", "labs_utils.tripwire", module):
         importlib.import_module(name)

@@ -91,6 +91,13 @@ def test_threads_and_processes_started_while_checked_fail_the_exercise_in_the_sa
         assert "started" in result.parts[0].message and "thread(s) or process(es)" in result.parts[0].message
 
 
+def test_torch_running_a_large_operation_starts_no_thread_of_its_own(server):
+    work = "    torch.ones(512, 512) @ torch.ones(512, 512)\n    return"
+    text = "import torch\n" + CORRECT.replace("    return", work)
+    reply, result = _score(server, text)
+    assert (reply.spawned, result.points) == (0, 2), result
+
+
 def test_valid_evidence_forged_by_another_process_voids_the_exercise(server):
     reply, result = _score(server, FOREIGN_WRITER)
     assert reply.foreign and result.points == 0 and result.status == "interferes", result
