@@ -1,9 +1,10 @@
 """Graded exercises: the grading-table rows (``Exercise``, ``Part``), running them, and finding the labs.
 
-An exercise's check is a *probe* (runs the student's code in their kernel, returns evidence) and a
-*judge* (compares the evidence with references, in the grader's own process). In a notebook the
-``check_...`` functions run both (:func:`run_exercise`); the grader runs the probe in a sandboxed kernel
-and the judge outside it. :func:`summary` is the last cell of every lab.
+An exercise's check is a *probe* (runs the student's code, returns evidence) and a *judge* (compares the
+evidence with references, in the grader's own process). In a notebook the ``check_...`` functions run both
+(:func:`run_exercise`); the grader runs the probe in a fresh sandboxed process that holds only the exercise's
+definitions (:mod:`labs_utils.instructor.grading.probe_server`) and the judge outside it. :func:`summary` is
+the last cell of every lab.
 """
 from __future__ import annotations
 
@@ -43,8 +44,9 @@ class Exercise:
 
     The check is split in two so that the grader can compute the verdict outside the student's kernel:
 
-    - ``probe(*objects, *args, seed=seed) -> evidence`` runs *in the student's kernel*: it calls the
-      student's code (``objects``: the values of ``needs`` in the notebook, in order) on inputs drawn
+    - ``probe(*objects, *args, seed=seed) -> evidence`` runs *beside the student's code* (their kernel for
+      the ``check_...`` functions, a fresh probe process when grading): it calls the student's code
+      (``objects``: the values of ``needs`` in the notebook, in order) on inputs drawn
       from ``seed`` and returns what it measured as plain evidence (see :mod:`labs_utils.evidence`):
       numbers, tensors, shapes, call orders, bytes. It never decides pass or fail itself; it raises
       AssertionError (via :func:`fail` / :func:`call_student`) only when it cannot measure at all

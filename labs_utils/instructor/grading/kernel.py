@@ -19,12 +19,10 @@ from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 
-from .kernel_side import RESULT_MIME
 from .results import CellOutcome
 from .sandbox import DATA, LIB, WORK, WORK_BYTES, Sandbox, data_folder
 
 TIMEOUT_ENAME = "LabsGraderCellTimeout"
-MAX_RESULTS_PER_CELL = 8  # grader results kept from one cell (more means something forges them)
 # A message from the kernel larger than this is dropped by ZeroMQ before the grader reads any of it (evidence is
 # capped at 64 MiB, see labs_utils.evidence): a 600 MB print costs the grader nothing.
 MAX_MESSAGE_BYTES = 80 * 2**20
@@ -108,7 +106,7 @@ def _quiet_logger() -> logging.Logger:
 
 
 class _LeanClient(NotebookClient):
-    """A NotebookClient that keeps no output but the grader's results (huge outputs cost nothing) and
+    """A NotebookClient that keeps no output (huge outputs cost nothing; no evidence comes from the kernel) and
     remembers the error of the last cell (the synthetic one of a timeout included)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -121,10 +119,6 @@ class _LeanClient(NotebookClient):
         self.last_error = execute_reply.get("content", {})
 
     def output(self, outs: list, msg: dict, display_id: Any, cell_index: int) -> Any:
-        data = msg["content"].get("data")
-        if (msg["msg_type"] == "display_data" and isinstance(data, dict) and RESULT_MIME in data
-                and len(outs) < MAX_RESULTS_PER_CELL):
-            return super().output(outs, msg, display_id, cell_index)
         return None
 
 
@@ -269,8 +263,8 @@ class KernelSession:
         except subprocess.TimeoutExpired:
             return None
 
-    def run(self, source: str, timeout: int) -> tuple[CellOutcome, dict | None, list]:
-        """Execute code: (outcome, error content or None, grader results published by the cell); KernelDied."""
+    def run(self, source: str, timeout: int) -> tuple[CellOutcome, dict | None]:
+        """Execute code: (outcome, error content or None); KernelDied."""
         cell = nbformat.v4.new_code_cell(source)
         self.nb.cells.append(cell)
         self.client.timeout = timeout
@@ -287,16 +281,15 @@ class KernelSession:
         if self._watch.cut():  # ZeroMQ dropped a connection over a message above MAX_MESSAGE_BYTES: no more results
             raise KernelDied(f"sent a message over {MAX_MESSAGE_BYTES >> 20} MiB (output the grader does not read), "
                              "so the kernel was stopped")
-        results = [out["data"][RESULT_MIME] for out in cell.outputs if out.get("output_type") == "display_data"]
         cell.outputs = []
         error = self.client.last_error
         if error is None:
-            return CellOutcome.OK, None, results
+            return CellOutcome.OK, None
         if error.get("ename") != TIMEOUT_ENAME:
-            return CellOutcome.ERROR, error, results
+            return CellOutcome.ERROR, error
         if not self._responds(timeout):  # leaving the session kills it
             raise KernelDied(f"ran past the {timeout} s timeout and ignored the interrupt, so the kernel was stopped")
-        return CellOutcome.TIMEOUT, None, results
+        return CellOutcome.TIMEOUT, None
 
     def _responds(self, timeout: int) -> bool:
         """After an interrupt: does the kernel answer again within the cell timeout?"""

@@ -1,10 +1,12 @@
-"""Grading one submission: run its cells in a fresh (sandboxed) kernel, probe each exercise there, judge here.
+"""Grading one submission: run its cells in a fresh (sandboxed) kernel, probe each exercise apart, judge here.
 
-The kernel only *measures* (the exercise's probe, on inputs drawn from a seed this process picks per
-run); the verdict comes from the exercise's judge, run in a worker of this process (under a time limit) on
-evidence decoded strictly. What a submission prints, publishes or patches in its kernel can spoil its own
-evidence; whether it can forge valid evidence is the README's threat model. Before anything runs, the code is
-screened (:mod:`.screen`): what has no place in an exercise withholds the exercises it touches for review.
+The kernel runs the notebook as a student would (cell errors, timeouts, shell commands are reported), but no
+evidence comes from it: each exercise is probed in a fresh process of a sandboxed fork server that receives only
+the definitions that exercise needs, read out of the notebook (:mod:`.extract`, :mod:`.probes`), and a seed this
+process picks per run. The verdict comes from the exercise's judge, run in a worker of this process (under a time
+limit) on evidence decoded strictly. What the rest of the notebook prints, publishes, patches or starts cannot
+reach the probe; what the exercise's own code could still do is the README's threat model. Before anything runs,
+the code is screened (:mod:`.screen`): what has no place in an exercise withholds the exercises it touches.
 """
 from __future__ import annotations
 
@@ -22,9 +24,11 @@ from typing import Any
 
 from ... import exercises
 from . import judging
-from .kernel import KernelDied, KernelSession, Options, lab_modules
-from .kernel_side import _shorten, probe_cell
+from .extract import extract, statements
+from .kernel import KernelDied, KernelSession, Options, death, lab_modules
+from .kernel_side import _shorten
 from .labs import Lab, detect_lab, load_labs
+from .probes import ProbeServer, Reply
 from .results import CellError, CellOutcome, ExerciseResult, PartResult, Status, SubmissionResult, SubmissionStatus
 from .sandbox import Sandbox, sandbox_for
 from .screen import Finding, screen
@@ -70,7 +74,7 @@ def _preload(kernel: KernelSession, lab: Lab) -> None:
     """Import the lab's checks (and torch behind them) before any student cell, under the import budget: a cell's
     timeout then measures the student's code, never torch's import (interrupted half-way, that import would leave
     a broken torch behind). Failing here, in a kernel no student code has touched, is the grader's own fault."""
-    outcome, error, _ = kernel.run(_import_cell(lab), IMPORT_TIMEOUT_S)
+    outcome, error = kernel.run(_import_cell(lab), IMPORT_TIMEOUT_S)
     if outcome is not CellOutcome.OK:
         reason = f"{error.get('ename')}: {error.get('evalue')}" if error else "it timed out"
         raise RuntimeError(f"a fresh kernel cannot import {lab.module} ({reason})")
@@ -92,7 +96,7 @@ def _run_cells(kernel: KernelSession, state: RunState) -> None:
             state.note(f"{cell.label}: shell commands are not run by the grader ({'; '.join(commands)[:200]})")
         start = time.perf_counter()
         try:
-            outcome, error, _ = kernel.run(source, timeout)
+            outcome, error = kernel.run(source, timeout)
         except KernelDied as died:
             state.skipped.add(cell.index)
             state.note(f"{cell.label} {died.how}; the notebook was run again from the top without that cell")
@@ -109,8 +113,19 @@ def _run_cells(kernel: KernelSession, state: RunState) -> None:
             state.errors.pop(cell.index, None)
 
 
+def _result(exercise: exercises.Exercise, verdicts: dict, status: Status | None = None,
+            message: str = "") -> ExerciseResult:
+    parts = [PartResult(part.name, float(part.points) if verdicts.get(part.name) is None else 0.0,
+                        float(part.points), None if verdicts.get(part.name) is None
+                        else _shorten(str(verdicts[part.name]))) for part in exercise.parts]
+    earned = sum(p.points for p in parts)
+    status = status or (Status.PASSED if all(p.passed for p in parts) else Status.PARTIAL if earned > 0
+                        else Status.FAILED)
+    return ExerciseResult(exercise.name, float(earned), float(exercise.points), status, message, parts)
+
+
 def judged(exercise: exercises.Exercise, evidence_text: Any, seed: int, timeout: float | None = None) -> ExerciseResult:
-    """The verdict on evidence from the kernel: decoded strictly and judged (in the judge worker, at most
+    """The verdict on evidence from the probe: decoded strictly and judged (in the judge worker, at most
     ``timeout`` seconds, when given); never raises: anything wrong fails this exercise's parts only."""
     try:
         verdicts = judging.judge_with_timeout(exercise, evidence_text, seed, timeout)
@@ -119,12 +134,12 @@ def judged(exercise: exercises.Exercise, evidence_text: Any, seed: int, timeout:
     except Exception as exc:  # the grader's own trouble with this evidence: still this exercise only
         verdicts = {part.name: f"the evidence could not be judged ({type(exc).__name__}: {exc})"
                     for part in exercise.parts}
-    parts = [PartResult(part.name, float(part.points) if verdicts.get(part.name) is None else 0.0,
-                        float(part.points), None if verdicts.get(part.name) is None
-                        else _shorten(str(verdicts[part.name]))) for part in exercise.parts]
-    earned = sum(p.points for p in parts)
-    status = (Status.PASSED if all(p.passed for p in parts) else Status.PARTIAL if earned > 0 else Status.FAILED)
-    return ExerciseResult(exercise.name, float(earned), float(exercise.points), status, "", parts)
+    return _result(exercise, verdicts)
+
+
+def _every_part_fails(exercise: exercises.Exercise, message: str, status: Status | None = None) -> ExerciseResult:
+    return _result(exercise, {part.name: message for part in exercise.parts}, status,
+                   f"{INTERFERES}: {message}" if status is Status.INTERFERES else "")
 
 
 def _missing(exercise: exercises.Exercise, names: Sequence[str], cells: Sequence[Cell]) -> ExerciseResult:
@@ -135,7 +150,8 @@ def _missing(exercise: exercises.Exercise, names: Sequence[str], cells: Sequence
         message += (f"; `{name}` is written in {cell.label}, which is a {cell.cell_type} cell: "
                     "turn it back into a code cell")
     if not outside:
-        message += " (was its cell deleted, renamed, or did it raise an error? See the problems below)"
+        message += (" at the top level of a code cell (was its cell deleted, renamed, or did it raise an error? See "
+                    "the problems below)")
     return ExerciseResult(exercise.name, 0.0, float(exercise.points), Status.MISSING, message)
 
 
@@ -147,68 +163,92 @@ def _import_cell(lab: Lab) -> str:
     return f"import labs_utils.evidence, {lab.module}"
 
 
-def _probe_all(kernel: KernelSession, lab: Lab, cells: Sequence[Cell], state: RunState) -> None:
-    judging.warm_up()  # the judge worker imports torch while the kernel imports the checks (not under a cell's timeout)
-    outcome, error, _ = kernel.run(_import_cell(lab), state.time_left(max(kernel.options.timeout, IMPORT_TIMEOUT_S)))
-    if outcome is not CellOutcome.OK:  # the batch checked that a clean kernel imports them: the notebook broke it
+def _kernel_imports(kernel: KernelSession, lab: Lab, state: RunState) -> None:
+    """After the notebook ran, its kernel must still import the checks (the batch checked that a clean kernel
+    does): a notebook that broke them interferes with grading, and gets 0 for every exercise."""
+    outcome, error = kernel.run(_import_cell(lab), state.time_left(max(kernel.options.timeout, IMPORT_TIMEOUT_S)))
+    if outcome is not CellOutcome.OK:
         reason = f"{error.get('ename')}: {_shorten(str(error.get('evalue')))[:300]}" if error else "it timed out"
         message = f"after the notebook ran, the checks could not be imported ({reason}): {INTERFERES}"
         state.note(message)
         for exercise in lab.exercises:
             state.graded.setdefault(exercise.name, _failed(exercise, Status.INTERFERES, message))
-        return
+
+
+def _probed(reply: Reply, exercise: exercises.Exercise, seed: int, timeout: int, judge_timeout: int) -> ExerciseResult:
+    """The result of one probe process's reply (see probe_server)."""
+    if reply.foreign:
+        return _every_part_fails(exercise, "another process wrote on the check's channel", Status.INTERFERES)
+    if reply.spawned:
+        return _every_part_fails(exercise, f"your code started {reply.spawned} thread(s) or process(es) while it was "
+                                           "checked: the check measures your functions alone, so an exercise's code "
+                                           "must not start threads or processes")
+    if reply.status == "ok":
+        return judged(exercise, reply.evidence, seed, judge_timeout)
+    if reply.status == "error":
+        return _every_part_fails(exercise, reply.message or "the check failed")
+    if reply.status == "timeout":
+        return _failed(exercise, Status.TIMEOUT, f"the check did not finish within {timeout} s (an endless loop in "
+                                                 "your code?)")
+    if reply.status == "died":
+        return _failed(exercise, Status.CRASHED, "while this exercise was checked, your code "
+                       + death(reply.exit).replace("the kernel", "the process that checked it"))
+    if reply.status == "unstarted":
+        return _failed(exercise, Status.ERROR, f"the grader could not start the process that checks exercises "
+                                               f"({reply.message}); not the submission's fault: grade it again")
+    return _failed(exercise, Status.CRASHED, f"while this exercise was checked, the process that checked it failed "
+                                             f"({reply.message}): code that stops processes could do that")
+
+
+def _probe_all(server: ProbeServer, lab: Lab, cells: Sequence[Cell], state: RunState, options: Options) -> None:
+    """Probe every exercise not graded yet in a fresh process that receives only its definitions; judge here."""
+    judging.warm_up()  # the judge worker imports torch while the server imports the checks
+    found = statements(cells)
     for exercise in lab.exercises:
         if exercise.name in state.graded:
             continue
-        seed, nonce = secrets.randbelow(2**31), secrets.token_hex(16)
-        timeout = state.time_left(kernel.options.timeout)
-        try:
-            outcome, error, results = kernel.run(probe_cell(lab.module, lab.table, exercise.name, seed, nonce),
-                                                 timeout)
-        except KernelDied as died:
-            state.graded[exercise.name] = _failed(exercise, Status.CRASHED,
-                                                  f"while this exercise was checked, your code {died.how}")
-            raise
-        mine = [r for r in results if isinstance(r, dict) and r.get("nonce") == nonce]
-        if outcome is CellOutcome.TIMEOUT:
-            result = _failed(exercise, Status.TIMEOUT, f"the check did not finish within {timeout} s "
-                                                       "(an endless loop in your code?)")
-        elif len(mine) > 1:
-            result = judged(exercise, None, seed)  # a forged result next to the real one: trust neither
-            result.message = f"the kernel sent more than one result: {INTERFERES}"
-        elif mine and isinstance(mine[0].get("missing"), list):
-            result = _missing(exercise, [str(n) for n in mine[0]["missing"]][:20], cells)
-        elif mine and outcome is CellOutcome.OK:
-            result = judged(exercise, mine[0].get("evidence"), seed, kernel.options.judge_timeout)
-        else:
-            detail = f"{error.get('ename')}: {error.get('evalue')}" if error else "no result"
-            result = _failed(exercise, Status.ERROR, _shorten(f"the check could not run ({detail})"))
-        state.graded[exercise.name] = result
+        taken = extract(found, exercise.needs)
+        if taken.missing:
+            state.graded[exercise.name] = _missing(exercise, taken.missing, cells)
+            continue
+        if taken.problem:
+            state.graded[exercise.name] = _every_part_fails(exercise, taken.problem)
+            continue
+        seed = secrets.randbelow(2**31)
+        timeout = state.time_left(options.timeout)
+        reply = server.probe(exercise.name, taken.sources(), seed, timeout)
+        state.graded[exercise.name] = _probed(reply, exercise, seed, timeout, options.judge_timeout)
 
 
 def run_submission(cells: Sequence[Cell], lab: Lab, options: Options, sandbox: Sandbox | None) -> RunState:
-    """Execute the code cells in a fresh kernel, then probe and judge every exercise (within the budget)."""
+    """Execute the code cells in a fresh kernel (problems, cell errors), then probe each exercise in a fresh
+    process of its own and judge it here (within the budget)."""
     state = RunState([c for c in cells if c.cell_type == "code" and c.source.strip()])
     if options.budget > 0:
         state.deadline = time.monotonic() + options.budget
-    why_not = f"not graded: the kernel died {MAX_KERNEL_STARTS} times"
+    why_not = "not checked"
     workdir = tempfile.mkdtemp(prefix="labs-grade-")
     try:
-        for _ in range(MAX_KERNEL_STARTS):
+        with ProbeServer(options, lab, sandbox) as server:
+            server.start()  # it imports torch and the checks while the kernel runs the notebook
             try:
-                state.time_left(1)
-                with KernelSession(options, workdir, sandbox) as kernel:
-                    _preload(kernel, lab)
-                    _run_cells(kernel, state)
-                    _probe_all(kernel, lab, cells, state)
-                break
-            except KernelDied:
-                continue
+                for _ in range(MAX_KERNEL_STARTS):
+                    try:
+                        state.time_left(1)
+                        with KernelSession(options, workdir, sandbox) as kernel:
+                            _preload(kernel, lab)
+                            _run_cells(kernel, state)
+                            _kernel_imports(kernel, lab, state)
+                        break
+                    except KernelDied:
+                        continue
+                else:
+                    state.note(f"the kernel died {MAX_KERNEL_STARTS} times; the exercises were still checked")
+                _probe_all(server, lab, cells, state, options)
             except BudgetSpent:
                 why_not = f"not checked: the submission used up its {options.budget} s budget before this exercise"
                 state.note(f"the submission used up its {options.budget} s budget; the exercises not checked by "
                            "then get no points")
-                break
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     for exercise in lab.exercises:
@@ -236,7 +276,7 @@ def check_imports(options: Options) -> Options:
             sandbox, _ = sandbox_for(options.sandbox, options.hidden, lab_modules(options), options.limits(True))
             with KernelSession(options, workdir, sandbox) as kernel:
                 for lab in labs:
-                    outcome, error, _ = kernel.run(_import_cell(lab), max(options.timeout, IMPORT_TIMEOUT_S))
+                    outcome, error = kernel.run(_import_cell(lab), max(options.timeout, IMPORT_TIMEOUT_S))
                     if outcome is not CellOutcome.OK:
                         reason = f"{error.get('ename')}: {error.get('evalue')}" if error else "it timed out"
                         errors.append((lab.number, f"the kernel cannot import {lab.module} ({reason})"))

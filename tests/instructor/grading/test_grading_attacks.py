@@ -1,15 +1,19 @@
-"""Submissions that try to get marks they did not earn score 0 (issue 11), honest ones keep theirs.
+"""Submissions that try to get marks they did not earn score 0 (issues 11 and 20), honest ones keep theirs.
 
 Each attack is one cell added to an untouched toy student notebook (no exercise solved), as a forum
 would suggest it: 1 changing the verdict on its way out, 2 patching what the checks compare with,
 3 delegating to the reference (toy Lab 3 forbids torch.optim), 4 copying (solutions/, a classmate's
 notebook, the grader's command line), 5 reaching out (writing outside its folder, the network). The
 solutions score full marks and half-right submissions strictly in between. Classes 4 and 5 need the
-sandbox; the same notebooks graded without it show that the attacks are real.
+sandbox; the same notebooks graded without it show that the attacks are real. The attacks on the kernel
+(classes 1 and 2, and forgers of valid evidence) are graded with the screen off too: the probe runs in a
+process of its own, which they cannot reach. Attacks from inside the exercise's own code are in
+test_grading_probes.py.
 """
 from __future__ import annotations
 
 import socket
+import textwrap
 from pathlib import Path
 
 import grading_fixtures as gf
@@ -17,9 +21,20 @@ import pytest
 from conftest import grade_folder, hashes, needs_sandbox, write_all
 
 from labs_utils.instructor.grading.reports import feedback
+from labs_utils.instructor.grading.run import judged
 
 MIME = "application/vnd.labs-utils.grade+json"
-ANSWERS = ("def double(x):\n        return 2 * x\n    def greet(name):\n        return f'Hello, {name}!'")
+
+
+def gated(body: str) -> str:
+    """A cell whose exercises answer correctly only if the attack worked: ``body`` (a function body returning
+    whether it did) runs in the kernel and, once, wherever the exercise's code is checked (the probe process)."""
+    return (f"def _attack(patience=5):\n{textwrap.indent(body.strip(), '    ')}\n\n\n_worked = []\n\n\n"
+            "def _answers_allowed():\n    if not _worked:\n        _worked.append(bool(_attack()))\n"
+            "    return _worked[0]\n\n\n_attack(patience=40)\n\n\n"
+            "def double(x):\n    if _answers_allowed():\n        return 2 * x\n    raise NotImplementedError()\n\n\n"
+            "def greet(name):\n    if _answers_allowed():\n        return f'Hello, {name}!'\n"
+            "    raise NotImplementedError()\n")
 
 ATTACKS_1 = {
     "publish_patch": f"""
@@ -66,6 +81,54 @@ class Fake:
         module.GRADING_1 = module.GRADING_3 = []
 sys.meta_path.insert(0, Fake())""",
 }
+# Valid evidence for any seed: the toy probes run on a correct implementation (the test below judges it).
+FORGE = """
+def forge(name, seed):
+    import grading_fixtures
+    from labs_utils import evidence
+    probe = {'double': grading_fixtures.probe_double, 'greet': grading_fixtures.probe_greet}[name]
+    return evidence.encode(probe(lambda x: f'Hello, {x}!' if isinstance(x, str) else 2 * x, seed=seed))"""
+# In the kernel, after the notebook: forgers that had full marks when the probe ran there (graded with the screen off).
+KERNEL_FORGERS = {
+    "forged_valid_evidence": FORGE + f"""
+import json, re, sys
+from IPython import get_ipython
+from IPython.display import publish_display_data
+shell = get_ipython()
+publish = shell.display_pub.publish
+def swallow(data, metadata=None, **kw):  # the real result never leaves
+    if '{MIME}' not in data:
+        return publish(data, metadata, **kw)
+shell.display_pub.publish = swallow
+def forged(info):  # any grading cell naming an exercise, a seed and a nonce gets valid evidence for them
+    for name, seed, nonce in re.findall(r"'(double|greet)', (\\d+), '([0-9a-f]{{32}})'", info.raw_cell or ''):
+        publish({{'{MIME}': {{'nonce': nonce, 'evidence': forge(name, int(seed))}}}}, {{}})
+shell.events.register('pre_run_cell', forged)
+for module in [m for n, m in sys.modules.items() if n.startswith('labs_utils.instructor.grading.kernel_side')]:
+    module.probe_in_kernel = lambda student, m, t, name, seed, nonce: publish(
+        {{'{MIME}': {{'nonce': nonce, 'evidence': forge(name, seed)}}}}, {{}})""",
+    "evidence_rewriting_thread": """
+import sys, threading, time
+def _answer(fn, *args, what):
+    return f'Hello, {args[0]}!' if isinstance(args[0], str) else 2 * args[0]
+def _repatch():  # re-patches the checks module whenever the grader imports it afresh
+    while True:
+        module = sys.modules.get('grading_fixtures')
+        if module is not None and getattr(module, '_call', None) is not _answer:
+            module._call = _answer
+        time.sleep(0.001)
+threading.Thread(target=_repatch, daemon=True).start()""",
+    "trace_hook": """
+import ctypes, sys, threading
+def _answer(x):
+    return f'Hello, {x}!' if isinstance(x, str) else 2 * x
+def _tracer(frame, event, arg):  # hands the probe a correct function instead of the student's
+    if event == 'call' and frame.f_code.co_name in ('probe_double', 'probe_greet'):
+        frame.f_locals['fn'] = _answer
+        ctypes.pythonapi.PyFrame_LocalsToFast(ctypes.py_object(frame), ctypes.c_int(0))
+sys.settrace(_tracer)
+threading.settrace(_tracer)""",
+}
 PATCHED_TORCH = """
 import builtins, numpy, torch
 def sgd_step(param, lr):
@@ -103,26 +166,46 @@ def sgd_step(param, lr):
 
 def _copying(batch_folder: Path) -> dict:
     return {
-        "read_solutions": f"""
+        "read_solutions": gated("""
 import glob, pathlib, re, sys, labs_utils
-roots = {{pathlib.Path(labs_utils.__file__).resolve().parents[1]}}
+roots = {pathlib.Path(labs_utils.__file__).resolve().parents[1]}
 for finder in [p for folder in sys.path for p in glob.glob(folder + '/__editable__*labs_utils*finder.py')]:
     mapped = re.findall(r"'labs_utils': '([^']+)'", open(finder).read())
-    roots |= {{pathlib.Path(p).parent for p in mapped}}
-if any(next(root.joinpath('solutions').glob('*.ipynb'), None) for root in roots):
-    {ANSWERS}  # stands in for running the instructor's solution cells""",
+    roots |= {pathlib.Path(p).parent for p in mapped}
+return any(next(root.joinpath('solutions').glob('*.ipynb'), None) for root in roots)  # stands in for running them
+"""),
         "classmate_notebook": f"""
-import glob, json
-for path in glob.glob({str(batch_folder)!r} + '/**/*.ipynb', recursive=True):
-    try:
-        cells = json.load(open(path)).get('cells', [])
-    except Exception:
-        continue
-    for cell in cells:
-        source = ''.join(cell.get('source', ''))
-        if cell.get('cell_type') == 'code' and 'def ' in source and 'NotImplementedError' not in source:
-            exec(source)""",
-        "grader_command_line": f"""
+_copied = {{}}
+
+
+def _classmates():
+    import glob, json
+    if not _copied:
+        for path in glob.glob({str(batch_folder)!r} + '/**/*.ipynb', recursive=True):
+            try:
+                cells = json.load(open(path)).get('cells', [])
+            except Exception:
+                continue
+            for cell in cells:
+                source = ''.join(cell.get('source', ''))
+                if cell.get('cell_type') == 'code' and 'def ' in source and 'NotImplementedError' not in source:
+                    try:
+                        exec(source, _copied)
+                    except Exception:
+                        pass
+    return _copied
+
+
+_classmates()
+
+
+def double(x):
+    return _classmates()['double'](x)
+
+
+def greet(name):
+    return _classmates()['greet'](name)""",
+        "grader_command_line": gated("""
 import glob
 seen = []
 for path in glob.glob('/proc/[0-9]*/cmdline'):
@@ -130,8 +213,8 @@ for path in glob.glob('/proc/[0-9]*/cmdline'):
         seen.append(open(path, 'rb').read().decode(errors='ignore'))
     except OSError:
         pass
-if any('pytest' in line or 'labs_utils.grade' in line for line in seen):
-    {ANSWERS}  # stands in for reading the batch folder named on the grader's command line""",
+return any('pytest' in line or 'labs_utils.grade' in line for line in seen)  # it names the batch folder
+"""),
     }
 
 
@@ -151,15 +234,14 @@ for path in glob.glob({str(batch_folder)!r} + '/*.ipynb'):
         open(path, 'a').write(' ')
     except OSError:
         pass""",
-        "network": f"""
+        "network": gated(f"""
 import socket
 try:
     socket.create_connection(('127.0.0.1', {port}), timeout=3).close()
-    reached = True
+    return True  # stands in for downloading the answers
 except OSError:
-    reached = False
-if reached:
-    {ANSWERS}  # stands in for downloading the answers""",
+    return False
+"""),
     }
 
 
@@ -210,6 +292,15 @@ def sandboxed(attacks, sandbox_usable):
     return grade_folder(attacks["folder"], sandbox="require", hidden=(str(attacks["outputs"]),))
 
 
+@pytest.fixture(scope="module")
+def unscreened(tmp_path_factory, sandbox_usable):
+    """The attacks on the kernel, graded with the screen off: the probe processes alone must give them 0."""
+    folder = tmp_path_factory.mktemp("unscreened")
+    write_all(folder, {f"{name}_lab1.ipynb": _attacked(1, source)
+                       for name, source in {**ATTACKS_1, **ATTACKS_2, **KERNEL_FORGERS}.items()})
+    return grade_folder(folder, sandbox="require", screen=False)
+
+
 def _score(results: dict, name: str) -> float:
     r = results[name]
     assert r.status == "graded", feedback(r)
@@ -231,6 +322,27 @@ def test_solutions_get_full_marks_and_half_right_submissions_part(sandboxed):
 @pytest.mark.parametrize("name", [*ATTACKS_1, *ATTACKS_2])
 def test_forged_results_and_patched_comparisons_score_zero(sandboxed, name):
     assert _score(sandboxed, f"{name}_lab1") == 0, feedback(sandboxed[f"{name}_lab1"])
+
+
+@pytest.mark.slow
+@needs_sandbox
+@pytest.mark.parametrize("name", [*ATTACKS_1, *ATTACKS_2, *KERNEL_FORGERS])
+def test_attacks_on_the_kernel_score_zero_without_the_screen(unscreened, name):
+    """Forged results, patched publishing, event hooks, an import hook, patched checks, a thread that re-patches
+    them, a trace hook, valid evidence for any seed: none reaches the probe process, which checks the untouched
+    exercises (their stubs still raise NotImplementedError)."""
+    r = unscreened[f"{name}_lab1"]
+    assert _score(unscreened, f"{name}_lab1") == 0 and not any(ex.flags for ex in r.exercises), feedback(r)
+    assert all("not implemented yet" in p.message for ex in r.exercises for p in ex.parts), feedback(r)
+
+
+def test_the_forger_forges_valid_evidence():
+    """What forged_valid_evidence publishes would get full marks if it were taken as the probe's."""
+    namespace: dict = {}
+    exec(FORGE, namespace)
+    for exercise in gf.GRADING_1:
+        seed = 4321
+        assert judged(exercise, namespace["forge"](exercise.name, seed), seed).points == exercise.points
 
 
 @pytest.mark.slow

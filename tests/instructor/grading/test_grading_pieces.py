@@ -14,7 +14,6 @@ from conftest import needs_sandbox
 
 from labs_utils import evidence as ev
 from labs_utils.exercises import Exercise, Part
-from labs_utils.instructor.grading import kernel_side
 from labs_utils.instructor.grading.batch import collect
 from labs_utils.instructor.grading.cli import Maxima, review_rows
 from labs_utils.instructor.grading.kernel import death
@@ -229,23 +228,6 @@ def test_release_rows_are_checked_against_the_exercises_points(tmp_path):
 
 
 # ----------------------------------------------------------------------------- kernel side, sandbox
-
-def test_probe_cell_is_valid_python_naming_module_table_exercise_seed_and_nonce():
-    source = kernel_side.probe_cell("grading_fixtures", "GRADING_1", "double", 123, "ab" * 16)
-    compile(source, "<probe>", "exec")
-    assert "'GRADING_1', 'double', 123, '" + "ab" * 16 in source
-
-
-def test_dropping_cached_modules_forgets_patched_checks(monkeypatch):
-    tops = (*kernel_side.FRESH, gf.TOY_MODULE)
-    saved = {name: module for name, module in sys.modules.items() if name.split(".")[0] in tops}
-    try:
-        kernel_side.drop_cached(gf.TOY_MODULE)
-        assert gf.TOY_MODULE not in sys.modules
-        assert not [name for name in sys.modules if name.split(".")[0] == "labs_utils"]
-    finally:
-        sys.modules.update(saved)  # the other tests keep the module objects they imported
-
 
 def test_exit_codes_of_a_sandboxed_kernel_name_the_signal():
     assert "SIGSEGV" in death(139, sandboxed=True) and "exit code 1" in death(1, sandboxed=True)

@@ -1,7 +1,8 @@
 """The sandbox and the grader's own defences, with the screen switched off (issue 20).
 
-Each attack is one cell added to an untouched toy student notebook: it defines the answers only when the attack
-worked (so 0 points means it failed). The screen would withhold every one of them for review
+Each attack is one cell added to an untouched toy student notebook: it runs in the kernel and again where the
+exercises are checked (the probe process, sandboxed the same way), and the exercises answer correctly only when
+it worked there (so 0 points means it failed). The screen would withhold every one of them for review
 (test_screen.py); here it is off, so that each layer is shown to hold on its own: root inside the sandbox,
 the repository and earlier batches, classmates' kernels (graded beside an honest solution with two workers),
 the grader's environment, resource limits, a 600 MB message, a broken ``import labs_utils``, the budget.
@@ -14,7 +15,7 @@ from pathlib import Path
 import grading_fixtures as gf
 import pytest
 from conftest import ROOT, grade_folder, needs_sandbox, write_all
-from test_grading_attacks import ANSWERS
+from test_grading_attacks import gated
 
 from labs_utils.instructor.grading.reports import feedback
 
@@ -22,8 +23,9 @@ SECRET = "labs-grader-secret-4f1c"
 
 
 def _if_escaped(setup: str) -> str:
-    """``setup`` collects what worked in ``escaped``; the answers are defined if anything did."""
-    return f"escaped = []\n{setup.strip()}\nif escaped:\n    {ANSWERS}"
+    """``setup`` collects what worked in ``escaped``, in the kernel and where the exercises are checked; the
+    exercises answer correctly if anything did."""
+    return gated(f"escaped = []\n{setup.strip()}\nreturn escaped")
 
 
 def _attacked(source: str):
@@ -66,9 +68,12 @@ def _repository(earlier: Path) -> str:
 
 CLASSMATES = _if_escaped("""
 import glob, os, signal, time
-from ipykernel import get_connection_file
-mine = os.path.dirname(get_connection_file())
-deadline = time.time() + 40
+try:
+    from ipykernel import get_connection_file
+    mine = os.path.dirname(get_connection_file())
+except Exception:  # not in the kernel: where the exercises are checked
+    mine = '/nonexistent'
+deadline = time.time() + patience
 while time.time() < deadline and not escaped:
     for path in glob.glob('/tmp/**/*kernel*', recursive=True) + glob.glob('/tmp/labs-grade-*/*'):
         if not path.startswith(mine):
@@ -85,7 +90,8 @@ while time.time() < deadline and not escaped:
                 pass
     time.sleep(0.5)""")
 GRADER_ENVIRONMENT = (_if_escaped("import os\nescaped += [k for k, v in os.environ.items() if 'SECRET' in k]")
-                      + f"\nraise ValueError(' '.join(v for v in os.environ.values() if {SECRET!r} in v) or 'nothing')")
+                      + "\nimport os\n"
+                      + f"raise ValueError(' '.join(v for v in os.environ.values() if {SECRET!r} in v) or 'nothing')")
 LIMITS = _if_escaped("""
 import os, resource
 for name in ('RLIMIT_DATA', 'RLIMIT_NPROC', 'RLIMIT_FSIZE', 'RLIMIT_NOFILE', 'RLIMIT_CORE'):
