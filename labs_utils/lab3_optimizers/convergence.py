@@ -4,7 +4,7 @@ On f(θ) = ½ θᵀHθ with Hessian eigenvalues in [μ, L] and κ = L/μ:
 - gradient descent with α = 2/(μ+L) shrinks the error in every eigen-direction by (κ−1)/(κ+1) per step;
 - heavy ball θ_{k+1} = θ_k − α∇f(θ_k) + β(θ_k − θ_{k−1}) with α = 4/(√L+√μ)², β = r² contracts like
   r = (√κ−1)/(√κ+1). At that β its 2×2 iteration matrix has a repeated eigenvalue, so an
-  error component decays like (1 + c·k)·r^k, not r^k: :func:`heavy_ball_errors` is the exact formula.
+  error component does not decay like a plain r^k: :func:`heavy_ball_errors` computes the exact error.
 The loss gap is quadratic in the error, so it shrinks like rate² per step.
 """
 from __future__ import annotations
@@ -77,7 +77,7 @@ def heavy_ball_errors(lr: float, beta: float, eigenvalues: Sequence[float], step
     """Exact error of heavy ball started at rest, per eigen-direction, relative to the start: (steps+1, n).
 
     e_k = u_k − β·u_{k−1} with u_k = (r₁^{k+1} − r₂^{k+1})/(r₁ − r₂), r₁,₂ the roots of
-    z² − (1+β−αλ)z + β. For a repeated root r (β = r²) this is e_k = (1 + (1−r)·k)·r^k.
+    z² − (1+β−αλ)z + β, and its limit where the two roots coincide.
     """
     k = np.arange(steps + 1, dtype=float)[:, None]
     lam = np.asarray(eigenvalues, dtype=float)[None, :]
