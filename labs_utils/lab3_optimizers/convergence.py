@@ -212,3 +212,12 @@ __all__ = [
     "quadratic_gaps", "steps_to_tolerance", "steps_to_reach", "predicted_steps", "ConvergenceRow",
     "convergence_study", "format_convergence_table",
 ]
+
+
+def check_study(rows: Sequence[ConvergenceRow]) -> str:
+    """Assert the study's run agrees with the lab's text (kept out of the notebook, which asks for a prediction)."""
+    assert all(abs(row.gd_ratio - 1) <= 0.05 for row in rows), "GD should land within 5 % of its prediction"
+    assert all(1.3 <= row.hb_ratio <= 2.0 for row in rows), "heavy ball's ratio to the naive count left its range"
+    assert all(row.hb_log_rate_error <= 0.10 for row in rows), "heavy ball's tail rate left its range"
+    assert all(row.hb_exact == row.hb_measured and row.hb_formula_error < 1e-6 for row in rows)
+    return "✔ the measured table agrees with the committed run (GD, heavy ball, tail rate, exact formula)"
