@@ -68,6 +68,7 @@ _EXPORTS = {
     "ConvergenceRow": "convergence",
     "convergence_study": "convergence",
     "format_convergence_table": "convergence",
+    "check_study": "convergence",
     "draw_landscape": "figures",
     "draw_trajectories": "figures",
     "plot_trajectories": "figures",

@@ -4,7 +4,7 @@ On f(θ) = ½ θᵀHθ with Hessian eigenvalues in [μ, L] and κ = L/μ:
 - gradient descent with α = 2/(μ+L) shrinks the error in every eigen-direction by (κ−1)/(κ+1) per step;
 - heavy ball θ_{k+1} = θ_k − α∇f(θ_k) + β(θ_k − θ_{k−1}) with α = 4/(√L+√μ)², β = r² contracts like
   r = (√κ−1)/(√κ+1). At that β its 2×2 iteration matrix has a repeated eigenvalue, so an
-  error component decays like (1 + c·k)·r^k, not r^k: :func:`heavy_ball_errors` is the exact formula.
+  error component does not decay like a plain r^k: :func:`heavy_ball_errors` computes the exact error.
 The loss gap is quadratic in the error, so it shrinks like rate² per step.
 """
 from __future__ import annotations
@@ -77,7 +77,7 @@ def heavy_ball_errors(lr: float, beta: float, eigenvalues: Sequence[float], step
     """Exact error of heavy ball started at rest, per eigen-direction, relative to the start: (steps+1, n).
 
     e_k = u_k − β·u_{k−1} with u_k = (r₁^{k+1} − r₂^{k+1})/(r₁ − r₂), r₁,₂ the roots of
-    z² − (1+β−αλ)z + β. For a repeated root r (β = r²) this is e_k = (1 + (1−r)·k)·r^k.
+    z² − (1+β−αλ)z + β, and its limit where the two roots coincide.
     """
     k = np.arange(steps + 1, dtype=float)[:, None]
     lam = np.asarray(eigenvalues, dtype=float)[None, :]
@@ -212,3 +212,12 @@ __all__ = [
     "quadratic_gaps", "steps_to_tolerance", "steps_to_reach", "predicted_steps", "ConvergenceRow",
     "convergence_study", "format_convergence_table",
 ]
+
+
+def check_study(rows: Sequence[ConvergenceRow]) -> str:
+    """Assert the study's run agrees with the lab's text (kept out of the notebook, which asks for a prediction)."""
+    assert all(abs(row.gd_ratio - 1) <= 0.05 for row in rows), "GD should land within 5 % of its prediction"
+    assert all(1.3 <= row.hb_ratio <= 2.0 for row in rows), "heavy ball's ratio to the naive count left its range"
+    assert all(row.hb_log_rate_error <= 0.10 for row in rows), "heavy ball's tail rate left its range"
+    assert all(row.hb_exact == row.hb_measured and row.hb_formula_error < 1e-6 for row in rows)
+    return "✔ the measured table agrees with the committed run (GD, heavy ball, tail rate, exact formula)"

@@ -7,7 +7,8 @@ records the returned numbers and how many optimizer steps the function took; the
 
 - gradient descent: ``2/L``;
 - heavy ball (PyTorch's momentum β): ``2(1 + β)/L``;
-- PyTorch's Nesterov: ``(2 + 2β)/((1 + 2β)·L)``, below gradient descent's for every β > 0.
+- PyTorch's Nesterov: computed numerically, as the largest ``αL`` at which the spectral radius of its 2×2
+  linear iteration on the quadratic stays below 1 (:func:`nesterov_limit`).
 
 Each part has two cases drawn from the seed: one plain, one with ``weight_decay = w`` (which adds ``w·x`` to
 the gradient, so the curvature the optimizer sees is ``L + w``). A formula typed in instead of a measurement
@@ -65,7 +66,23 @@ def limit(case: Case, curvature: float, beta: float, decay: float) -> float:
         return 2 / seen
     if case.part == HEAVY:
         return 2 * (1 + beta) / seen
-    return (2 + 2 * beta) / ((1 + 2 * beta) * seen)
+    return nesterov_limit(beta) / seen
+
+
+def _nesterov_radius(h: float, beta: float) -> float:
+    """Spectral radius of PyTorch's Nesterov on f = x²/2 with αL = h, state (x, α·v)."""
+    # v ← βv + x;  x ← x − α(x + βv_new), written for w = α·v
+    matrix = np.array([[1 - h - beta * h, -beta * beta], [h, beta]])
+    return float(np.abs(np.linalg.eigvals(matrix)).max())
+
+
+def nesterov_limit(beta: float) -> float:
+    """The largest αL at which PyTorch's Nesterov does not diverge, by bisection on the spectral radius."""
+    low, high = 1e-6, 4.0  # stable at αL → 0; unstable at αL = 4 for every 0 ≤ β < 1
+    for _ in range(60):
+        middle = (low + high) / 2
+        low, high = (middle, high) if _nesterov_radius(middle, beta) < 1 else (low, middle)
+    return low
 
 
 def _factory(case: Case, beta: float, decay: float, steps: list[int]) -> Callable[..., torch.optim.Optimizer]:
@@ -119,7 +136,7 @@ def probe_stability(largest_stable_lr: Callable, *, seed: int) -> dict[str, Any]
 
 def _hint(case: Case, mine: float, true: float, curvature: float, beta: float, decay: float) -> str:
     others = {"2/L": 2 / curvature, "2(1 + β)/L": 2 * (1 + beta) / curvature,
-              "(2 + 2β)/((1 + 2β)L)": (2 + 2 * beta) / ((1 + 2 * beta) * curvature)}
+              "Nesterov's limit for curvature L": nesterov_limit(beta) / curvature}
     if decay:
         for label, value in others.items():
             if abs(mine / value - 1) <= TOLERANCE:

@@ -28,8 +28,8 @@ def ratio_diagnosis(name: str, values: dict[str, Any], ratio: float) -> str | No
                                 "equivalent after rescaling lr by 1/(1−β), but the exercise matches torch)."))
     if name == "nesterov":
         known.append((1 / (1 + values["momentum"]),
-                      "Your first step is lr·g, plain momentum's: Nesterov steps along the look-ahead "
-                      "g + momentum·v, which is (1 + momentum)·g on the first step."))
+                      "Your first step is lr·g, plain momentum's: Nesterov's first step is longer, because "
+                      "its step also includes the look-ahead (re-derive it from Sutskever's form)."))
     if name == "rmsprop":
         alpha = values["alpha"]
         known += [(math.sqrt((1 - alpha) / alpha),

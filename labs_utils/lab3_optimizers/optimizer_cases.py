@@ -70,7 +70,8 @@ SPECS = {
     "momentum": Spec("Momentum", _torch("SGD"), {"momentum": 0.9}, {"momentum": 0.7}, 0.02, 0.2,
                      "v ← momentum·v + g (v starts at 0, so v₁ = g), then θ ← θ − lr·v", dict(_HEAVY)),
     "nesterov": Spec("Nesterov", _torch("SGD", nesterov=True), {"momentum": 0.9}, {"momentum": 0.7}, 0.02, 0.2,
-                     "v ← momentum·v + g (v₁ = g), then θ ← θ − lr·(g + momentum·v)", dict(_HEAVY)),
+                     "v ← momentum·v + g (v₁ = g) as in Momentum, then the step you derived from Sutskever's "
+                     "look-ahead form (the first step is (1 + momentum)·lr·g)", dict(_HEAVY)),
     "rmsprop": Spec("RMSProp", _torch("RMSprop"), {"alpha": 0.99, "eps": 1e-8}, {"alpha": 0.9}, 1e-3, 0.05,
                     "s ← alpha·s + (1 − alpha)·g² (s starts at 0), then θ ← θ − lr·g / (√s + eps)",
                     {BASIC: 0.25, EPS: 0.25, STATE: 0.25, GROUPS: 0.25, CHANGES: 0.25, CONTRACT: 0.25}),
