@@ -27,7 +27,7 @@ def predicted_peak_bytes(n_layers: int, segment_size: int | None, activation_byt
     holds the input and all n activations, plus two gradients in flight (with respect to a layer's
     output and input): n + 3. Checkpointing every k layers holds ceil(n/k) segment inputs and the
     network's output; during the backward of a segment its k recomputed activations and the two
-    gradients in flight come on top: ceil(n/k) + k + 3 (Chen et al., 2016, minimised near k = sqrt(n)).
+    gradients in flight come on top: ceil(n/k) + k + 3 (Chen et al., 2016).
     """
     n_layers = positive_int("n_layers", n_layers)
     activation_bytes = positive_int("activation_bytes", activation_bytes)
