@@ -78,11 +78,11 @@ def _nesterov_radius(h: float, beta: float) -> float:
 
 def nesterov_limit(beta: float) -> float:
     """The largest αL at which PyTorch's Nesterov does not diverge, by bisection on the spectral radius."""
-    low, high = 1e-6, 4.0  # stable at αL → 0; unstable at αL = 4 for every 0 ≤ β < 1
+    stable, unstable = 1e-6, 4.0  # stable at αL → 0; unstable at αL = 4 for every 0 ≤ β < 1
     for _ in range(60):
-        middle = (low + high) / 2
-        low, high = (middle, high) if _nesterov_radius(middle, beta) < 1 else (low, middle)
-    return low
+        h = 0.5 * (stable + unstable)
+        stable, unstable = (h, unstable) if _nesterov_radius(h, beta) < 1 else (stable, h)
+    return stable
 
 
 def _factory(case: Case, beta: float, decay: float, steps: list[int]) -> Callable[..., torch.optim.Optimizer]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -71,8 +72,9 @@ def text_lines(path: Path) -> list[str]:
 def solution_lines() -> set[str]:
     """The non-trivial lines of every solution block and written answer of the real solutions.
 
-    Trivial: under 10 characters (``)``, ``continue``), or also written outside the solution blocks of some
-    solution notebook (scaffolding the student sees anyway, e.g. ``with torch.no_grad():``).
+    Trivial: under 10 characters (``)``, ``continue``), a call without arguments (``optimizer.step()``, which any
+    training loop in the package has), or also written outside the solution blocks of some solution notebook
+    (scaffolding the student sees anyway, e.g. ``with torch.no_grad():``).
     """
     inside, outside = set(), set()
     for path in sorted((ROOT / "solutions").glob("*.ipynb")):
@@ -86,7 +88,7 @@ def solution_lines() -> set[str]:
                     in_block = False
                 else:
                     (inside if in_block else outside).add(stripped)
-    return {line for line in inside - outside if len(line) >= 10}
+    return {line for line in inside - outside if len(line) >= 10 and not re.fullmatch(r"[\w.]+\(\)", line)}
 
 
 def leaks(folder: Path, lines: set[str]) -> list[str]:

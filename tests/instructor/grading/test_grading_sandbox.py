@@ -67,7 +67,7 @@ def _repository(earlier: Path) -> str:
 
 
 CLASSMATES = _if_escaped("""
-import glob, os, signal, time
+import glob, os, signal, sys, time
 try:
     from ipykernel import get_connection_file
     mine = os.path.dirname(get_connection_file())
@@ -75,11 +75,13 @@ except Exception:  # not in the kernel: where the exercises are checked
     mine = '/nonexistent'
 deadline = time.time() + patience
 while time.time() < deadline and not escaped:
-    for path in glob.glob('/tmp/**/*kernel*', recursive=True) + glob.glob('/tmp/labs-grade-*/*'):
-        if not path.startswith(mine):
+    # classmates' connection files (kernel-<id>.json), wherever they are under /tmp; not this Python's own files,
+    # which the sandbox shows read-only (a venv under /tmp has ipykernel's modules there)
+    for path in glob.glob('/tmp/**/kernel-*.json', recursive=True) + glob.glob('/tmp/labs-grade-*/*'):
+        if not path.startswith((mine, sys.prefix)):
             try:
                 escaped.append(open(path).read()[:100])  # a classmate's connection file: key and sockets
-            except OSError:
+            except (OSError, ValueError):
                 pass
     for pid in [int(p) for p in os.listdir('/proc') if p.isdigit()]:
         if pid not in (1, os.getpid()):
