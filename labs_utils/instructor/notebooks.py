@@ -8,7 +8,9 @@
 Run both from the repository root. In a solution notebook:
 
 - code between lines ``### BEGIN SOLUTION`` and ``### END SOLUTION`` becomes ``# YOUR CODE HERE`` and
-  ``raise NotImplementedError()`` at the markers' indentation (signatures and docstrings outside stay);
+  ``raise NotImplementedError()`` at the markers' indentation (signatures and docstrings outside stay); a block
+  at the top level of a cell (a code question, not a function to fill in) becomes ``# YOUR CODE HERE`` alone, so
+  "Restart & Run All" does not stop at a question the student has not reached;
 - markdown between lines ``<!-- BEGIN SOLUTION -->`` and ``<!-- END SOLUTION -->`` (a written answer)
   becomes :data:`ANSWER_PROMPT`;
 - ``# NBVAL_...`` comment lines (test markers) are dropped, outputs and execution counts cleared, metadata
@@ -29,6 +31,7 @@ from .colab import setup_cell_source
 CODE_BEGIN = "### BEGIN SOLUTION"
 CODE_END = "### END SOLUTION"
 CODE_STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")
+TOP_LEVEL_CODE_STUB = ("# YOUR CODE HERE",)
 MARKDOWN_BEGIN = "<!-- BEGIN SOLUTION -->"
 MARKDOWN_END = "<!-- END SOLUTION -->"
 ANSWER_PROMPT = "**Your answer:** _(double-click to edit; back it up with a number or a figure from this notebook)_"
@@ -50,8 +53,10 @@ class SolutionMarkerError(ValueError):
     """A solution notebook whose markers do not pair up, or whose set-up cell is not the standard one."""
 
 
-def replace_solution_blocks(source: str, begin: str, end: str, stub: Sequence[str]) -> str:
-    """Replace each ``begin`` ... ``end`` block of lines (markers included) by ``stub`` at the markers' indentation.
+def replace_solution_blocks(source: str, begin: str, end: str, stub: Sequence[str],
+                            top_level_stub: Sequence[str] | None = None) -> str:
+    """Replace each ``begin`` ... ``end`` block of lines (markers included) by ``stub`` at the markers' indentation
+    (by ``top_level_stub``, when given, for markers that are not indented).
 
     A marker is a line whose stripped text equals ``begin`` or ``end``.
     """
@@ -63,7 +68,8 @@ def replace_solution_blocks(source: str, begin: str, end: str, stub: Sequence[st
             if indent is not None:
                 raise SolutionMarkerError(f"line {number}: {begin!r} inside another solution block")
             indent = line[: len(line) - len(line.lstrip())]
-            out.extend(indent + stub_line for stub_line in stub)
+            out.extend(indent + stub_line for stub_line in (stub if indent or top_level_stub is None
+                                                           else top_level_stub))
         elif marker == end:
             if indent is None:
                 raise SolutionMarkerError(f"line {number}: {end!r} without a {begin!r} above it")
@@ -78,7 +84,7 @@ def replace_solution_blocks(source: str, begin: str, end: str, stub: Sequence[st
 def student_code(source: str) -> str:
     """The student version of a solution code cell."""
     lines = [line for line in source.split("\n") if not _NBVAL_COMMENT.match(line)]
-    return replace_solution_blocks("\n".join(lines), CODE_BEGIN, CODE_END, CODE_STUB)
+    return replace_solution_blocks("\n".join(lines), CODE_BEGIN, CODE_END, CODE_STUB, TOP_LEVEL_CODE_STUB)
 
 
 def student_markdown(source: str) -> str:

@@ -42,12 +42,13 @@ def solution_blocks(source: str, begin: str, end: str) -> list:
     return blocks
 
 
-def fill_in(student: str, solution: str, stub: tuple, begin: str, end: str) -> str:
-    """Put the solution's blocks back in place of the student's stubs."""
+def fill_in(student: str, solution: str, stubs: tuple, begin: str, end: str) -> str:
+    """Put the solution's blocks back in place of the student's stubs (``stubs``: the longest first)."""
     blocks = iter(solution_blocks(solution, begin, end))
     lines, out, i = student.split("\n"), [], 0
     while i < len(lines):
-        if [ln.strip() for ln in lines[i:i + len(stub)]] == list(stub):
+        stub = next((s for s in stubs if [ln.strip() for ln in lines[i:i + len(s)]] == list(s)), None)
+        if stub is not None:
             out += next(blocks)
             i += len(stub)
         else:
@@ -62,10 +63,10 @@ def restored(student: nbformat.NotebookNode, solution: nbformat.NotebookNode) ->
     nb = copy.deepcopy(student)
     for cell, original in zip(nb.cells, solution.cells):
         if cell.cell_type == "code":
-            cell.source = fill_in(cell.source, original.source, notebooks.CODE_STUB,
+            cell.source = fill_in(cell.source, original.source, (notebooks.CODE_STUB, notebooks.TOP_LEVEL_CODE_STUB),
                                   notebooks.CODE_BEGIN, notebooks.CODE_END)
         elif cell.cell_type == "markdown":
-            cell.source = fill_in(cell.source, original.source, (notebooks.ANSWER_PROMPT,),
+            cell.source = fill_in(cell.source, original.source, ((notebooks.ANSWER_PROMPT,),),
                                   notebooks.MARKDOWN_BEGIN, notebooks.MARKDOWN_END)
     return nb
 
@@ -78,6 +79,13 @@ def test_code_between_markers_becomes_the_stub_at_the_markers_indentation():
     assert notebooks.student_code(source) == (
         "class Model:\n    def forward(self, x):\n        \"\"\"Doc.\"\"\"\n        # YOUR CODE HERE\n"
         "        raise NotImplementedError()\n\n    def other(self):\n        return 0")
+
+
+def test_a_top_level_block_becomes_a_stub_that_does_not_stop_run_all():
+    source = "# Your search\n### BEGIN SOLUTION\nbest = min(range(3))\nprint(best)\n### END SOLUTION"
+    student = notebooks.student_code(source)
+    assert student == "# Your search\n# YOUR CODE HERE" and "best" not in student
+    exec(compile(student, "<cell>", "exec"), {})  # runs: nothing raised
 
 
 def test_every_block_of_a_cell_is_replaced_and_code_outside_stays():
