@@ -42,17 +42,21 @@ IN_PLACE_DATA = "first segment overwrites its data batch: exact gradients or an 
 IN_PLACE_EVERY = "every segment overwrites its input: exact gradients or an error before the replay"
 
 
-class _PreActivationBlock(nn.Module):
-    """[LeakyReLU(0.1) in place, or tanh] then Linear; appends [phase, index] to a shared log on every call."""
+def _block_type(log: list, phase: list) -> type:
+    """[LeakyReLU(0.1) in place, or tanh] then Linear; appends [phase, index] to ``log`` on every call. The log and
+    the phase live in the class's closure, out of reach of the student's code (see logged_block_type)."""
 
-    def __init__(self, index: int, in_place: bool, log: list, phase: list) -> None:
-        super().__init__()
-        self.index, self.in_place, self.log, self.phase = index, in_place, log, phase
-        self.linear = nn.Linear(_WIDTH, _WIDTH, dtype=torch.float64)
+    class PreActivationBlock(nn.Module):
+        def __init__(self, index: int, in_place: bool) -> None:
+            super().__init__()
+            self.index, self.in_place = index, in_place
+            self.linear = nn.Linear(_WIDTH, _WIDTH, dtype=torch.float64)
 
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        self.log.append([self.phase[0], self.index])
-        return self.linear(nn.functional.leaky_relu_(h, 0.1) if self.in_place else torch.tanh(h))
+        def forward(self, h: torch.Tensor) -> torch.Tensor:
+            log.append([phase[0], self.index])
+            return self.linear(nn.functional.leaky_relu_(h, 0.1) if self.in_place else torch.tanh(h))
+
+    return PreActivationBlock
 
 
 def _case_seed(seed: int, name: str) -> int:
@@ -64,7 +68,8 @@ def _network(name: str, seed: int) -> tuple[nn.Sequential, list, list]:
     log: list = []
     phase = ["forward"]
     with seeded(seed):
-        blocks = nn.Sequential(*(_PreActivationBlock(i, i in in_place, log, phase) for i in range(n_blocks)))
+        block = _block_type(log, phase)
+        blocks = nn.Sequential(*(block(i, i in in_place) for i in range(n_blocks)))
     return blocks, log, phase
 
 

@@ -44,25 +44,39 @@ def make_input(seed: int, requires_grad: bool) -> torch.Tensor:
     return torch.randn(BATCH, WIDTH, dtype=torch.float64, generator=generator).requires_grad_(requires_grad)
 
 
-class LoggedBlock(nn.Module):
-    """A block (``layers``) that calls ``note(index)`` first whenever it runs."""
+def logged_block_type(note: Callable[[int], None]) -> type:
+    """A block class whose forward calls ``note(index)`` first. ``note`` lives in the class's closure, not on the
+    blocks: the student's code, which gets the blocks, finds no attribute that leads to the probe's log (reaching
+    it takes ``__closure__``, ``gc`` or frames, which the grader's screen flags)."""
 
-    def __init__(self, index: int, layers: nn.Module, note: Callable[[int], None]) -> None:
-        super().__init__()
-        self.layers = layers
-        self._index, self._note = index, note
+    class LoggedBlock(nn.Module):
+        def __init__(self, index: int, layers: nn.Module) -> None:
+            super().__init__()
+            self.layers, self.index = layers, index
 
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        self._note(self._index)
-        return self.layers(h)
+        def forward(self, h: torch.Tensor) -> torch.Tensor:
+            note(self.index)
+            return self.layers(h)
+
+    return LoggedBlock
+
+
+LOGGED_FORWARD = logged_block_type(lambda index: None).forward.__code__  # the code of every LoggedBlock's forward
+
+
+def called_by(code: Any) -> bool:
+    """Whether the caller of the function that calls this one runs ``code`` (a note taken by a block's forward,
+    not by the student's code calling the note it found)."""
+    return sys._getframe(2).f_code is code
 
 
 def make_blocks(n_blocks: int, seed: int, note: Callable[[int], None] = lambda index: None,
                 dropout: bool = False) -> nn.Sequential:
     """n blocks Linear + tanh (+ Dropout(0.5)), their weights drawn from ``seed``."""
+    block = logged_block_type(note)
     with seeded(seed):  # the student's random numbers stay as they were
-        return nn.Sequential(*(LoggedBlock(i, nn.Sequential(
-            nn.Linear(WIDTH, WIDTH, dtype=torch.float64), nn.Tanh(), *([nn.Dropout(0.5)] if dropout else [])), note)
+        return nn.Sequential(*(block(i, nn.Sequential(
+            nn.Linear(WIDTH, WIDTH, dtype=torch.float64), nn.Tanh(), *([nn.Dropout(0.5)] if dropout else [])))
             for i in range(n_blocks)))
 
 
@@ -126,6 +140,8 @@ class Watch:
         return self._codes.get(code)
 
     def note(self, index: int) -> None:
+        if not called_by(LOGGED_FORWARD):  # only a block's own forward takes notes
+            return
         entry = {"phase": self.phase, "block": index, "grad": torch.is_grad_enabled(), "forward": None,
                  "backward": None, "node": None, "depth": 0, "inputs_grad": None,
                  "event": self.tracker.events if self.tracker is not None else None}
