@@ -57,6 +57,10 @@ ISSUE_20 = {  # one cell each, as the issue describes them
     "read the probe's frame": (1, "import sys\ndef double(x):\n    return sys._getframe(1).f_locals['seed']",
                                "introspection (f_locals)"),
     "live objects": (1, "import gc\nprobes = [o for o in gc.get_objects() if callable(o)]", "live objects"),
+    "the probe's memory tracker": (1, "from torch.utils._python_dispatch import _get_current_dispatch_mode\n"
+                                      "def double(x):\n    _get_current_dispatch_mode().events = 0\n    return 2 * x",
+                                   "dispatch internals"),
+    "torch._C's mode stack": (1, "import torch\nmode = torch._C._get_dispatch_mode(None)", "dispatch internals"),
     "event hooks": (1, "get_ipython().events.register('post_run_cell', print)", "IPython's internals"),
     "clear the result": (1, "from IPython.display import clear_output\nclear_output()", "display publishing"),
     "input history": (1, "seeds = [cell for cell in In if 'probe' in cell]", "input history"),
