@@ -17,6 +17,8 @@ from labs_utils.instructor.grading.probes import ProbeServer
 from labs_utils.instructor.grading.run import _probed, judged
 from labs_utils.instructor.grading.sandbox import sandbox_for
 
+pytestmark = pytest.mark.slow  # every test talks to a probe server: a fresh Python that imports torch
+
 LAB = gf.toy_labs()[1]
 DOUBLE = gf.GRADING_1[0]
 SEED = 1234
