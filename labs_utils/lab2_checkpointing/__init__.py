@@ -32,6 +32,8 @@ _EXPORTS = {
     "classification_step_memory": "experiments",
     "clock_for": "experiments",
     "time_steps": "experiments",
+    "RepeatedRatios": "experiments",
+    "time_in_rounds": "experiments",
     "SweepResult": "experiments",
     "segment_sweep": "experiments",
     "BudgetResult": "experiments",

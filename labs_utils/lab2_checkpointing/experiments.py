@@ -148,6 +148,49 @@ def time_steps(steps: dict, repeats: int = 3) -> dict:
     return {name: StepTime(*times) for name, times in best.items()}
 
 
+@dataclass(frozen=True)
+class RepeatedRatios:
+    """Step time over the reference step's time, measured in several independent rounds."""
+
+    reference: str
+    ratios: dict  # name -> one ratio per round
+    clock: str
+
+    @property
+    def spread(self) -> float:
+        """The largest range (max - min) of one step's ratio between rounds: the noise of one measurement."""
+        return max(max(r) - min(r) for r in self.ratios.values())
+
+    def summary(self) -> str:
+        """Each step's ratios, its range, and whether the ranges of the first two overlap (computed)."""
+        lines = [f"{name:12s} {' '.join(f'{r:.2f}' for r in ratios)}   range {max(ratios) - min(ratios):.2f}"
+                 for name, ratios in self.ratios.items()]
+        lines.append(f"the same step's ratio to {self.reference} varied by up to {self.spread:.2f} between the "
+                     f"{len(next(iter(self.ratios.values())))} rounds ({self.clock})")
+        if len(self.ratios) >= 2:
+            (a, ra), (b, rb) = list(self.ratios.items())[:2]
+            apart = min(ra) > max(rb) or min(rb) > max(ra)
+            verdict = ("do not overlap: the difference is larger than this noise" if apart
+                       else "overlap: these rounds cannot tell them apart")
+            lines.append(f"{a} and {b}: their ranges {verdict}")
+        return "\n".join(lines)
+
+
+def time_in_rounds(steps: dict, reference: str, device: torch.device | str, rounds: int = 3,
+                   repeats: int = 3) -> RepeatedRatios:
+    """Run :func:`time_steps` ``rounds`` times on ``steps`` (which include ``reference``) and keep, per
+    round, each other step's total time over the reference's: how much one such measurement varies."""
+    rounds = positive_int("rounds", rounds)
+    if reference not in steps:
+        raise ValueError(f"the reference {reference!r} is not one of the steps: {', '.join(map(str, steps))}")
+    ratios: dict = {name: [] for name in steps if name != reference}
+    for _ in range(rounds):
+        times = time_steps(steps, repeats)
+        for name in ratios:
+            ratios[name].append(times[name].total_s / times[reference].total_s)
+    return RepeatedRatios(reference, {name: tuple(r) for name, r in ratios.items()}, clock_for(device)[1])
+
+
 # -- the segment-size sweep ---------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SweepResult:

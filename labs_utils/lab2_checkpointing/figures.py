@@ -98,8 +98,6 @@ def plot_segment_sweep(result: SweepResult) -> Figure:
     memory_ax.axhline(result.plain_peak / MiB, color="0.3", linestyle="--", linewidth=1, label="plain backprop")
     lowest = min(result.peaks)
     best = " and ".join(str(k) for k, peak in zip(sizes, result.peaks) if peak == lowest)
-    memory_ax.axvline(np.sqrt(result.n_blocks), color=COLORS[2], linestyle=":", linewidth=1.2,
-                      label=f"k = \u221an = {np.sqrt(result.n_blocks):.2f}")
     memory_ax.set_xlabel("segment size k (blocks per segment)")
     memory_ax.set_ylabel("peak activation memory (MiB)")
     memory_ax.set_title(f"Memory, n = {result.n_blocks} blocks: lowest at k = {best}")

@@ -349,6 +349,25 @@ def test_time_steps_times_forward_and_backward_apart():
     assert times["slow forward"].total_s == times["slow forward"].forward_s + times["slow forward"].backward_s
 
 
+def test_time_in_rounds_gives_one_ratio_per_round_to_the_reference():
+    w = torch.ones(4, requires_grad=True)
+    steps = {"plain": lambda: (w * 1).sum(), "twice": lambda: (w * 2).sum()}
+    result = lab2.time_in_rounds(steps, "plain", "cpu", rounds=3, repeats=1)
+    assert list(result.ratios) == ["twice"] and len(result.ratios["twice"]) == 3
+    assert all(ratio > 0 for ratio in result.ratios["twice"])
+    with pytest.raises(ValueError, match="not one of the steps"):
+        lab2.time_in_rounds(steps, "missing", "cpu", rounds=1, repeats=1)
+
+
+def test_repeated_ratios_spread_and_verdict_follow_the_data():
+    apart = lab2.RepeatedRatios("plain", {"k = 4": (1.40, 1.43), "k = 8": (1.27, 1.30)}, "CPU time")
+    assert apart.spread == pytest.approx(0.03)
+    assert "do not overlap" in apart.summary() and "up to 0.03" in apart.summary()
+    close = lab2.RepeatedRatios("plain", {"k = 4": (1.40, 1.43), "k = 8": (1.42, 1.50)}, "CPU time")
+    assert close.spread == pytest.approx(0.08)
+    assert "overlap: these rounds cannot tell them apart" in close.summary()
+
+
 def test_clock_is_cpu_time_for_one_cpu_thread_and_wall_time_otherwise(monkeypatch):
     monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
     assert lab2.clock_for("cpu")[1] == "CPU time"
