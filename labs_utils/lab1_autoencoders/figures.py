@@ -231,9 +231,9 @@ def noise_explorer(corruptions: Mapping[str, Corruption], denoisers: Mapping[str
     missing = sorted(set(corruptions) - set(denoisers))
     if missing:
         raise ValueError(f"There is no trained denoiser for the noise type(s) {', '.join(missing)}: the cell of "
-                         "section 6 that trains them stopped or has not run. It needs ConvAutoencoder (exercise 3), "
-                         "the three corruptions (exercise 4) and denoising_batch (exercise 5): run their checks, fix "
-                         "the first that fails, run the training cell again, then this cell.")
+                         "section 6 that trains them stopped or has not run. It needs ConvAutoencoder (exercise 3) and "
+                         "the three corruptions (exercise 4): run their checks, fix the first that fails, run the "
+                         "training cell again, then this cell.")
     images = images.cpu()  # the corruptions draw from a CPU generator; apply_in_batches moves each batch
 
     def draw(kind: str, level: float) -> Figure:
