@@ -6,7 +6,7 @@ of ``self.decoder``, black and white both reachable, ``forward`` equal to ``deco
 50,000 numbers held), then trains it from a fixed seed for a short budget (a few seconds on a CPU) on bundled
 MNIST training digits and measures its MSE on bundled test digits, against two bars (a design that learns, and
 a good one). An untrained model, or one that cannot learn, misses both. The full challenge
-(60 s of training, test MSE 0.010) is the student's to reach; ``experiments.challenge_verdict`` reports it.
+(60 s of CPU time of training, test MSE 0.010) is the student's to reach; ``experiments.challenge_verdict`` reports it.
 """
 from __future__ import annotations
 
