@@ -33,6 +33,7 @@ _EXPORTS = {
     "CHALLENGE": "exercise_challenge",
     "model_size": "_measures",
     "challenge_verdict": "experiments",
+    "training_clock": "experiments",
     "DIGIT_COLORS": "figures",
     "plot_interpolations": "figures",
     "plot_codes": "figures",

@@ -2,8 +2,8 @@
 
 Each exercise is a probe (runs the student's code on inputs drawn from a seed, in their kernel) and a judge
 (decides each part from the measurements, in the grader's process): see :mod:`.exercise_autoencoders`,
-:mod:`.exercise_conv`, :mod:`.exercise_interpolation`, :mod:`.exercise_noise`, :mod:`.exercise_denoising_batch` and
-:mod:`.exercise_challenge`. The probes give torch's random state back afterwards, so running a check does not
+:mod:`.exercise_conv`, :mod:`.exercise_interpolation`, :mod:`.exercise_noise` and :mod:`.exercise_challenge`.
+The probes give torch's random state back afterwards, so running a check does not
 change the numbers of the training that follows it in the notebook.
 """
 from __future__ import annotations
@@ -15,16 +15,15 @@ from ..exercises import LabInfo, run_exercise
 from .exercise_autoencoders import DENSE
 from .exercise_challenge import CHALLENGE_EXERCISE
 from .exercise_conv import CONV
-from .exercise_denoising_batch import DENOISING_BATCH
 from .exercise_interpolation import INTERPOLATION
 from .exercise_noise import GAUSSIAN, MASK, NOISE_EXERCISES, NOISE_KINDS, SALT_AND_PEPPER
 
 __all__ = ["check_dense_autoencoder", "check_interpolate", "check_conv_autoencoder", "check_noise",
-           "check_denoising_batch", "check_challenge"]
+           "check_challenge"]
 
 LAB = LabInfo(1, "autoencoders and denoising", "lab1_autoencoders")
 
-GRADING = [DENSE, INTERPOLATION, CONV, GAUSSIAN, SALT_AND_PEPPER, MASK, DENOISING_BATCH, CHALLENGE_EXERCISE]
+GRADING = [DENSE, INTERPOLATION, CONV, GAUSSIAN, SALT_AND_PEPPER, MASK, CHALLENGE_EXERCISE]
 
 
 def check_dense_autoencoder(cls: Any) -> None:
@@ -50,11 +49,6 @@ def check_noise(fn: Callable, kind: str) -> None:
     if kind not in NOISE_KINDS:
         raise ValueError(f"Unknown noise kind {kind!r}: use one of {', '.join(NOISE_KINDS)}.")
     run_exercise(NOISE_EXERCISES[kind], (fn,))
-
-
-def check_denoising_batch(fn: Callable) -> None:
-    """``denoising_batch(x_clean, corrupt)``: inputs = corrupt(x_clean), targets = x_clean, x_clean left alone."""
-    run_exercise(DENOISING_BATCH, (fn,))
 
 
 def check_challenge(cls: Any) -> None:

@@ -1,4 +1,4 @@
-"""Exercise 6, the open challenge ``ChallengeAutoencoder``: its rules, probe (student's kernel) and judge.
+"""Exercise 5, the open challenge ``ChallengeAutoencoder``: its rules, probe (student's kernel) and judge.
 
 The points come from a result the check measures itself, never from the student's own numbers: the probe
 builds a fresh model from the student's class, checks the rules (a code of 32 numbers, images in [0, 1] out
@@ -6,7 +6,7 @@ of ``self.decoder``, black and white both reachable, ``forward`` equal to ``deco
 50,000 numbers held), then trains it from a fixed seed for a short budget (a few seconds on a CPU) on bundled
 MNIST training digits and measures its MSE on bundled test digits, against two bars (a design that learns, and
 a good one). An untrained model, or one that cannot learn, misses both. The full challenge
-(60 s of training, test MSE 0.010) is the student's to reach; ``experiments.challenge_verdict`` reports it.
+(60 s of CPU time of training, test MSE 0.010) is the student's to reach; ``experiments.challenge_verdict`` reports it.
 """
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ from ._inputs import digit_like_images, generator
 @dataclass(frozen=True)
 class Challenge:
     """The open challenge's rules: a code of ``code_dim`` numbers, at most ``max_numbers`` numbers held (see
-    :func:`~labs_utils.lab1_autoencoders.model_size`), at most ``max_seconds`` of training on a laptop CPU, a test
+    :func:`~labs_utils.lab1_autoencoders.model_size`), at most ``max_seconds`` of training on a laptop CPU
+    (CPU time of the training thread, :func:`~labs_utils.lab1_autoencoders.training_clock`), a test
     MSE of at most ``target_mse`` (full mode); and the check's own training: ``check_steps`` Adam steps at
     ``check_lr`` on batches of ``check_batch`` of ``check_digits`` training digits, from seed ``check_seed``, to a
     test MSE of at most ``check_mse`` on ``check_test_digits`` test digits (the section 4 design: 0.02-0.035; the

@@ -204,7 +204,7 @@ def latent_explorer(decoder: nn.Module, codes: torch.Tensor, labels: torch.Tenso
         fig, axes = new_figure(1, 2, size=(8.4, 3.9))
         _draw_codes(axes[0, 0], codes, labels, size=5.0, alpha=0.4)
         axes[0, 0].plot([z1], [z2], marker="X", markersize=14, color="black", markeredgecolor="white")
-        axes[0, 0].set_title("test codes and the chosen point")
+        axes[0, 0].set_title("the digits' codes and the chosen point")
         image = apply_in_batches(decoder, torch.tensor([[z1, z2]], dtype=torch.float32))[0, 0]
         axes[0, 1].imshow(image.numpy(), cmap="gray", vmin=0, vmax=1)
         axes[0, 1].set_axis_off()
@@ -231,9 +231,9 @@ def noise_explorer(corruptions: Mapping[str, Corruption], denoisers: Mapping[str
     missing = sorted(set(corruptions) - set(denoisers))
     if missing:
         raise ValueError(f"There is no trained denoiser for the noise type(s) {', '.join(missing)}: the cell of "
-                         "section 6 that trains them stopped or has not run. It needs ConvAutoencoder (exercise 3), "
-                         "the three corruptions (exercise 4) and denoising_batch (exercise 5): run their checks, fix "
-                         "the first that fails, run the training cell again, then this cell.")
+                         "section 6 that trains them stopped or has not run. It needs ConvAutoencoder (exercise 3) and "
+                         "the three corruptions (exercise 4): run their checks, fix the first that fails, run the "
+                         "training cell again, then this cell.")
     images = images.cpu()  # the corruptions draw from a CPU generator; apply_in_batches moves each batch
 
     def draw(kind: str, level: float) -> Figure:

@@ -170,10 +170,6 @@ def mask_pixels(x, level, generator=None):
     return torch.where(torch.rand(x.shape, generator=generator) < level, torch.zeros_like(x), x)
 
 
-def denoising_batch(x_clean, corrupt):
-    return corrupt(x_clean), x_clean
-
-
 class ChallengeAutoencoder(nn.Module):
     """The notebook's design for the open challenge: about 36,000 numbers, a code of 32."""
 
@@ -198,5 +194,5 @@ class ChallengeAutoencoder(nn.Module):
 
 SOLUTIONS = {"DenseAutoencoder": DenseAutoencoder, "ConvAutoencoder": conv_variant(),
              "add_gaussian_noise": add_gaussian_noise, "add_salt_and_pepper": add_salt_and_pepper,
-             "mask_pixels": mask_pixels, "denoising_batch": denoising_batch, "interpolate": interpolate,
+             "mask_pixels": mask_pixels, "interpolate": interpolate,
              "ChallengeAutoencoder": ChallengeAutoencoder}

@@ -338,7 +338,7 @@ def test_noise_explorer_draws_each_kind_and_needs_a_denoiser_per_kind(monkeypatc
     fig = calls["draw"](kind="dim", level=0.0)
     assert "100.0 dB" in fig.axes[0].get_ylabel()
     with pytest.raises(ValueError, match=r"(?s)no trained denoiser for the noise type\(s\) other.*ConvAutoencoder "
-                                         r"\(exercise 3\).*denoising_batch \(exercise 5\)"):
+                                         r"\(exercise 3\).*corruptions \(exercise 4\)"):
         ae.noise_explorer({"dim": blacken, "other": blacken}, {"dim": Identity()}, clean)
 
 

@@ -71,11 +71,10 @@ NON_ATTEMPTS = {  # per argument kind: identity, constant, plain forward
     "noise": [lambda x, level, generator=None: x, lambda x, level, generator=None: x.clone(),
               lambda x, level, generator=None: torch.zeros_like(x),
               lambda x, level, generator=None: torch.full_like(x, 0.5)],
-    "batch": [lambda x, corrupt: (x, x), lambda x, corrupt: x, lambda x, corrupt: (torch.zeros_like(x),) * 2],
 }
 KIND = {"DenseAutoencoder": "model", "ConvAutoencoder": "model", "ChallengeAutoencoder": "model",
         "interpolate": "interpolate", "add_gaussian_noise": "noise", "add_salt_and_pepper": "noise",
-        "mask_pixels": "noise", "denoising_batch": "batch"}
+        "mask_pixels": "noise"}
 
 
 @pytest.mark.parametrize("exercise", checks.GRADING, ids=lambda e: e.name)
@@ -164,8 +163,7 @@ def test_a_forward_that_calls_itself_is_told_so():
     (EXERCISES["Gaussian noise"], lambda x, level, generator=None: x.numpy(), "returned a ndarray, not a tensor"),
     (EXERCISES["Latent interpolation"], lambda model, x_a, x_b, steps=8: np.zeros((steps, 1, 28, 28)),
      "returned ndarray, not a tensor"),
-    (EXERCISES["Denoising batch"], lambda x, corrupt: {"inputs": corrupt(x), "targets": x}, "expected a pair"),
-], ids=["model-tuple", "noise-array", "interpolate-array", "batch-dict"])
+], ids=["model-tuple", "noise-array", "interpolate-array"])
 def test_the_wrong_type_fails_with_a_message(exercise, wrong, message):
     verdicts = grade(exercise, wrong)
     assert any(m is not None and message in m for m in verdicts.values()), verdicts

@@ -1,4 +1,4 @@
-"""Lab 1's corruption and denoising-batch checks: correct implementations in several styles pass; the mistakes
+"""Lab 1's corruption checks: correct implementations in several styles pass; the mistakes
 classmates make are rejected with a message that names them, and cost only their own part."""
 from __future__ import annotations
 
@@ -7,13 +7,12 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from lab1_references import add_gaussian_noise, add_salt_and_pepper, denoising_batch, mask_pixels
+from lab1_references import add_gaussian_noise, add_salt_and_pepper, mask_pixels
 
 from labs_utils import exercises
-from labs_utils.checks import check_denoising_batch, check_noise
+from labs_utils.checks import check_noise
 from labs_utils.lab1_autoencoders import exercise_noise as noise_checks
 from labs_utils.lab1_autoencoders._inputs import generator
-from labs_utils.lab1_autoencoders.exercise_denoising_batch import DENOISING_BATCH
 
 # ----------------------------------------------------------------------------------------------- corruptions
 
@@ -420,55 +419,3 @@ def test_the_gaussian_shape_test_has_its_tolerance_far_from_both_sides():
         out = gaussian_uniform_with_the_right_std(x.float(), level, generator(seed)).double()
         uniform.append(noise_checks.normality_gap(noise_checks.gaussian_scores(x, out, level, seed)))
     assert max(right) < noise_checks.KS_LIMIT < 3 * noise_checks.KS_LIMIT < min(uniform)
-
-
-# ----------------------------------------------------------------------------------------------- denoising batch
-
-
-def denoising_batch_with_copies(x_clean, corrupt):
-    inputs = corrupt(x_clean.clone())
-    return inputs, x_clean.clone()
-
-
-def denoising_batch_with_a_spare_call(x_clean, corrupt):
-    inputs = corrupt(x_clean)
-    corrupt(x_clean)  # e.g. left over from looking at a second corruption: harmless
-    return inputs, x_clean
-
-
-def test_denoising_batch_check_accepts_correct_versions(capsys):
-    for fn in (denoising_batch, denoising_batch_with_copies, denoising_batch_with_a_spare_call,
-               lambda x, corrupt: [corrupt(x), x]):
-        check_denoising_batch(fn)
-    assert capsys.readouterr().out.count("\u2714 Denoising batch: all 2 part(s) passed (1/1 points)") == 4
-
-
-@pytest.mark.parametrize("wrong, earned", [
-    (lambda x, corrupt: (corrupt(corrupt(x)), x), 0.5),
-    (lambda x, corrupt: (corrupt(x), x.add_(0.1)), 0.5),
-    (lambda x, corrupt: (corrupt(x), corrupt(x)), 0.5),
-    (lambda x, corrupt: (x, x), 0.0),  # the plain autoencoder's batch: no attempt
-    (lambda x, corrupt: (x, corrupt(x)), 0.0),
-], ids=["twice", "in-place", "noisy-targets", "no-corruption", "swapped"])
-def test_denoising_batch_partial_credit(wrong, earned):
-    exercise = DENOISING_BATCH
-    verdicts = exercises.judge(exercise, exercises.probe(exercise, [wrong], seed=9), seed=9)
-    assert exercises.points(exercise, verdicts) == earned
-
-
-@pytest.mark.parametrize("wrong, message", [
-    (lambda x, corrupt: (x, corrupt(x)), "swapped"),
-    (lambda x, corrupt: (corrupt(x), corrupt(x)), "targets are the corrupted images"),
-    (lambda x, corrupt: (x, x), "never called corrupt"),
-    (lambda x, corrupt: (corrupt(x), x.add_(0.1)), "changed x_clean in place"),
-    (lambda x, corrupt: (corrupt(x * 0.5), x), "called corrupt on something other than x_clean"),
-    (lambda x, corrupt: (corrupt(x) + 0.0 * corrupt(x) + 0.01, x), "not what corrupt\\(x_clean\\) returned"),
-    (lambda x, corrupt: [corrupt(x), x, x], "expected a pair of tensors"),
-    (lambda x, corrupt: corrupt(x), "expected a pair of tensors"),
-    (lambda x, corrupt: (corrupt(corrupt(x)), x), "corruption was applied twice"),
-], ids=["swapped", "noisy-targets", "no-corruption", "in-place", "corrupts-other", "changed-inputs",
-        "triple", "single-tensor", "corrupted-twice"])
-def test_denoising_batch_check_rejects_typical_mistakes(wrong, message):
-    with pytest.raises(AssertionError, match=message):
-        check_denoising_batch(wrong)
-
