@@ -69,7 +69,8 @@ def _students() -> dict[str, nbformat.NotebookNode]:
 
     dave = copy.deepcopy(template)  # answer written inside the question cell, whose text got a typo fixed
     q2 = _question_cell(dave, "Q2")
-    dave.cells[q2].source = dave.cells[q2].source.replace("Is checkpointing", "Is check-pointing") + (
+    assert "is checkpointing" in dave.cells[q2].source  # the typo below is really made
+    dave.cells[q2].source = dave.cells[q2].source.replace("is checkpointing", "is check-pointing") + (
         "\n\nNot below 6 blocks: the extra forward buys nothing.")
     made["dave"] = dave
 

@@ -172,8 +172,10 @@ def _classify(text: str, marks: dict[int, str], exact: dict[str, list[int]], aft
             best, best_share, best_template, best_text = index, found / total, template, _normal(mark)
     if best is None:
         return None, text
+    short = {_normal(line) for line in marks[best].split("\n")} - {""}  # the question's own short lines ("model's.")
     added = [line for line, normal_line in zip(lines, normal_lines)
-             if not (len(normal_line) >= _MIN_LANDMARK_CHARS and _line_matches(normal_line, best_template, best_text))]
+             if not (normal_line in short or len(normal_line) >= _MIN_LANDMARK_CHARS
+                     and _line_matches(normal_line, best_template, best_text))]
     return best, "\n".join(added).strip()
 
 
