@@ -11,7 +11,7 @@ import torch
 
 from labs_utils import exercises
 from labs_utils.checks import check_optimizer
-from labs_utils.lab3_optimizers.checks import GRADING
+from labs_utils.lab3_optimizers.checks import CHECKS
 from labs_utils.lab3_optimizers.optimizer_cases import SPECS
 
 
@@ -215,7 +215,7 @@ TITLES = {name: spec.title for name, spec in SPECS.items()}
 
 def verdicts(name, cls, seed=12345):
     """Part name -> None or message, as the grader computes them (probe, JSON round trip, judge)."""
-    return exercises.grade_here(exercises.exercise_named(GRADING, TITLES[name]), (cls,), seed)
+    return exercises.grade_here(exercises.exercise_named(CHECKS, TITLES[name]), (cls,), seed)
 
 
 def failed_parts(name, cls, seed=12345):
@@ -223,7 +223,7 @@ def failed_parts(name, cls, seed=12345):
 
 
 def points(name, cls, seed=12345):
-    exercise = exercises.exercise_named(GRADING, TITLES[name])
+    exercise = exercises.exercise_named(CHECKS, TITLES[name])
     return exercises.points(exercise, verdicts(name, cls, seed))
 
 

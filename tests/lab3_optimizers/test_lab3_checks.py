@@ -23,7 +23,7 @@ from lab3_reference import (
 
 from labs_utils import exercises
 from labs_utils.checks import OPTIMIZER_NAMES, check_optimizer
-from labs_utils.lab3_optimizers.checks import GRADING
+from labs_utils.lab3_optimizers.checks import CHECKS
 from labs_utils.lab3_optimizers.optimizer_cases import BASIC, CHANGES, CONTRACT, DECAY, EPS, GROUPS, STATE
 
 # ---------------------------------------------------------------- correct, written differently
@@ -256,7 +256,7 @@ def test_eps_inside_the_square_root_loses_only_the_eps_part(name, base):
     message = verdicts(name, cls)[EPS]
     assert "tiny gradients" in message and "AFTER the square root" in message
     assert "skip parameters whose .grad is None" not in message.lower()
-    exercise = exercises.exercise_named(GRADING, TITLES[name])
+    exercise = exercises.exercise_named(CHECKS, TITLES[name])
     assert points(name, cls) == exercise.points - dict((p.name, p.points) for p in exercise.parts)[EPS]
 
 
@@ -425,7 +425,7 @@ def test_delegating_to_torch_optim_fails_every_part(name, cls):
     message = rejects(name, cls, "reference implementation", "Write the update yourself")
     assert " 0/" in message
     assert set(failed_parts(name, cls)) == {part.name for part in exercises.exercise_named(
-        GRADING, TITLES[name]).parts}
+        CHECKS, TITLES[name]).parts}
 
 
 # ---------------------------------------------------------------- untrusted evidence
@@ -435,12 +435,12 @@ def test_delegating_to_torch_optim_fails_every_part(name, cls):
                                       {"runs": {"one parameter, default hyperparameters: the first step":
                                                 {"values": [1], "rebound": 5, "grad_changed": ["x"]}}}])
 def test_malformed_evidence_fails_every_part_without_crashing(evidence):
-    exercise = exercises.exercise_named(GRADING, "Adam")
+    exercise = exercises.exercise_named(CHECKS, "Adam")
     found = exercises.judge(exercise, evidence, seed=5)
     assert all(isinstance(message, str) for message in found.values())
 
 
 def test_evidence_from_another_seed_is_rejected():
-    exercise = exercises.exercise_named(GRADING, "Momentum")
+    exercise = exercises.exercise_named(CHECKS, "Momentum")
     stale = exercises.probe(exercise, (Heavy,), seed=1)
     assert all(message is not None for message in exercises.judge(exercise, stale, seed=2).values())

@@ -16,12 +16,12 @@ from lab3_reference import Heavy, failed_parts, run_closure, verdicts
 from labs_utils import exercises
 from labs_utils import lab3_optimizers as lab3
 from labs_utils.lab3_optimizers import exercise_fit_rate, exercise_optimizers
-from labs_utils.lab3_optimizers.checks import GRADING
+from labs_utils.lab3_optimizers.checks import CHECKS
 from labs_utils.lab3_optimizers.exercise_fit_rate import EARLY_ZEROS, FIT_RATE
 from labs_utils.lab3_optimizers.exercise_stability import STABILITY
 from labs_utils.lab3_optimizers.optimizer_cases import GROUPS, SPECS
 
-OPTIMIZERS = [exercise for exercise in GRADING if exercise not in (FIT_RATE, STABILITY)]
+OPTIMIZERS = [exercise for exercise in CHECKS if exercise not in (FIT_RATE, STABILITY)]
 
 
 def with_signature_of(exercise, step):

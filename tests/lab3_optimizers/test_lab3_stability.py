@@ -13,7 +13,7 @@ import torch
 from labs_utils import exercises
 from labs_utils import lab3_optimizers as lab3
 from labs_utils.lab3_optimizers import exercise_stability
-from labs_utils.lab3_optimizers.exercise_stability import GD, HEAVY, NESTEROV, STABILITY
+from labs_utils.lab3_optimizers.exercise_stability import CASES, GD, HEAVY, NESTEROV, STABILITY, draw, nesterov_limit
 
 # Each measurement runs hundreds of optimizer steps under the trip-wires' profile hook: seconds per check.
 pytestmark = pytest.mark.slow
@@ -96,6 +96,18 @@ def test_requiring_convergence_to_a_tolerance_reads_too_low():
 
     found = grade(converged)
     assert failed(converged) == sorted([GD, HEAVY, NESTEROV]) and "too low" in found[HEAVY]
+
+
+def test_a_wrong_nesterov_value_is_rejected_without_printing_the_limit_the_student_derives_next():
+    def converged(make_optimizer, curvature):
+        return bisection(lambda lr: final_size(make_optimizer, curvature, lr, 100) <= 1e-6, curvature)
+
+    seed = 12345
+    message = grade(converged, seed)[NESTEROV]
+    case = next(c for c in CASES if c.part == NESTEROV and not c.decayed)
+    curvature, beta, _ = draw(case, seed)
+    assert "below the measured limit" in message and "too low" in message
+    assert f"{nesterov_limit(beta) / curvature:.5g}" not in message and "%" not in message.split("tolerance")[0]
 
 
 def test_a_gradient_without_the_curvature_is_rejected():
