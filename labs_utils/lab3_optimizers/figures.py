@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 from ..plotting import COLORS, LINESTYLES, figure_and_axis, new_figure, styled
 from .convergence import (
     _check_eigenvalues,
-    _tail_fit,
+    _tail_rate,
     gd_optimal_lr,
     heavy_ball_errors,
     heavy_ball_optimal,
@@ -209,13 +209,13 @@ def plot_steps_vs_kappa(kappas: Sequence[float], measured: dict, predicted: dict
 @styled
 def plot_heavy_ball_decay(landscape: Landscape, gaps: np.ndarray, lr: float, beta: float, *,
                           tail: tuple[int, int]) -> Figure:
-    """Measured heavy-ball loss gaps against the exact formula, the naive r^2k line and a tail fit."""
+    """Measured heavy-ball loss gaps against the exact formula, the naive r^2k line and the mean rate over a tail."""
     steps = len(gaps) - 1
     k = np.arange(steps + 1)
     lam_min, lam_max = landscape.eigenvalues
     exact = quadratic_gaps(landscape, heavy_ball_errors(lr, beta, (lam_min, lam_max), steps))
     r = heavy_ball_rate(lam_max / lam_min)
-    fitted = _tail_fit(gaps, *tail)
+    fitted = _tail_rate(gaps, *tail)
     anchor = gaps[tail[1]] / fitted ** (2 * tail[1])
     fig, axes = new_figure(size=(6.4, 4.0))
     ax = axes[0, 0]
@@ -223,7 +223,7 @@ def plot_heavy_ball_decay(landscape: Landscape, gaps: np.ndarray, lr: float, bet
     ax.plot(k, exact, color=COLORS[1], linestyle="--", label="exact formula (1 + c·k)²·r^2k terms")
     ax.plot(k, gaps[0] * r ** (2 * k), color=COLORS[3], linestyle=":", label=f"naive r^2k, r = {r:.4f}")
     ax.plot(k[tail[0]:], anchor * fitted ** (2 * k[tail[0]:]), color=COLORS[2], linestyle="-.",
-            label=f"tail fit, rate {fitted:.4f}")
+            label=f"mean rate over the tail, {fitted:.4f}")
     ax.set_yscale("log")
     ax.set_xlabel("step k")
     ax.set_ylabel("f(θ_k) − f*")
@@ -245,6 +245,7 @@ def plot_yours_vs_torch(step_losses: Mapping[str, tuple[np.ndarray, np.ndarray]]
     axes[0, 1].bar_label(bars, labels=["identical" if d == 0 else f"{d:.0e}" for d in largest.values()], fontsize=8)
     axes[0, 1].set(yscale="log", ylim=(1e-10, 1e-4), ylabel="largest |your loss − torch's loss|",
                    title="per optimizer, over the epoch")
+    axes[0, 1].tick_params(axis="x", labelrotation=30, labelsize=8)
     return fig
 
 

@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 
 from labs_utils import lab3_optimizers as lab3
 from labs_utils.lab3_optimizers import figures
-from labs_utils.lab3_optimizers.convergence import _tail_fit
+from labs_utils.lab3_optimizers.convergence import _tail_rate
 
 
 def sgd(lr):
@@ -280,7 +280,7 @@ def test_steps_and_rates_from_a_geometric_sequence():
     assert lab3.steps_to_tolerance(gaps, 1e-6) == 10
     assert lab3.steps_to_tolerance(gaps, 1e-300) is None
     assert lab3.predicted_steps(0.5, 1e-6) == pytest.approx(math.log(1e-6) / (2 * math.log(0.5)))
-    assert _tail_fit(gaps, 20, 39) == pytest.approx(0.5)
+    assert _tail_rate(gaps, 20, 39) == pytest.approx(0.5)
 
 
 def test_convergence_study_meets_the_lab_numbers_with_torch_optimizers():
