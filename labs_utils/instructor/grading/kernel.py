@@ -147,8 +147,8 @@ class _DisconnectWatch:
             monitor.connect(address)
             self.monitors.append(monitor)
 
-    def cut(self, wait_ms: int = 0) -> bool:
-        return any(monitor.poll(wait_ms) for monitor in self.monitors)
+    def cut(self) -> bool:
+        return any(monitor.poll(0) for monitor in self.monitors)
 
     def close(self) -> None:
         for monitor in self.monitors:
@@ -272,17 +272,15 @@ class KernelSession:
         try:
             self.client.execute_cell(cell, len(self.nb.cells) - 1)
         except DeadKernelError:
-            # a kernel cut off for an oversized message may crash afterwards (ZeroMQ dropping the half-sent
-            # message under load): the message is the cause, and the one the student can act on
-            raise KernelDied(self._oversized() if self._watch.cut(500) else
-                             death(self._exit_code(), self.sandboxed)) from None
+            raise KernelDied(death(self._exit_code(), self.sandboxed)) from None
         except (AttributeError, NameError, TypeError, ImportError, AssertionError):
             raise  # the grader's own mistake
         except Exception as exc:  # a message the client could not read: the kernel sent something else
             raise KernelDied(f"sent the grader a message it could not read ({type(exc).__name__}), so the kernel "
                              "was stopped") from None
         if self._watch.cut():  # ZeroMQ dropped a connection over a message above MAX_MESSAGE_BYTES: no more results
-            raise KernelDied(self._oversized())
+            raise KernelDied(f"sent a message over {MAX_MESSAGE_BYTES >> 20} MiB (output the grader does not read), "
+                             "so the kernel was stopped")
         cell.outputs = []
         error = self.client.last_error
         if error is None:
@@ -292,11 +290,6 @@ class KernelSession:
         if not self._responds(timeout):  # leaving the session kills it
             raise KernelDied(f"ran past the {timeout} s timeout and ignored the interrupt, so the kernel was stopped")
         return CellOutcome.TIMEOUT, None
-
-    @staticmethod
-    def _oversized() -> str:
-        return (f"sent a message over {MAX_MESSAGE_BYTES >> 20} MiB (output the grader does not read), "
-                "so the kernel was stopped")
 
     def _responds(self, timeout: int) -> bool:
         """After an interrupt: does the kernel answer again within the cell timeout?"""

@@ -189,15 +189,10 @@ def test_without_the_sandbox_the_repository_and_earlier_batches_are_readable(gra
     assert grade_folder(tmp_path, sandbox="off", screen=False)["repository_lab1"].total == 3
 
 
-# CI once saw the kernel crash (SIGSEGV) after ZeroMQ cut the oversized message: the message stays the reason given
-CRASH_AFTERWARDS = "\nimport os, signal, time\ntime.sleep(3)\nos.kill(os.getpid(), signal.SIGSEGV)"
-
-
 @pytest.mark.slow
 @needs_sandbox
-@pytest.mark.parametrize("then", ["", CRASH_AFTERWARDS], ids=["kernel lives on", "kernel crashes afterwards"])
-def test_a_600_mb_message_is_dropped_unread_and_the_rest_is_graded(tmp_path, then):
-    write_all(tmp_path, {"huge_lab1.ipynb": gf.with_cell(gf.toy_solution(1), 3, HUGE_MESSAGE + then)})
+def test_a_600_mb_message_is_dropped_unread_and_the_rest_is_graded(tmp_path):
+    write_all(tmp_path, {"huge_lab1.ipynb": gf.with_cell(gf.toy_solution(1), 3, HUGE_MESSAGE)})
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB; grading runs in this process (one worker)
     r = grade_folder(tmp_path, workers=1, sandbox="require", screen=False, memory_limit=4 * 2**30)["huge_lab1"]
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 300 * 2**10  # not 600 MB, nor 3 GB
