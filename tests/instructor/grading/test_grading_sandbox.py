@@ -196,7 +196,12 @@ def test_a_600_mb_message_is_dropped_unread_and_the_rest_is_graded(tmp_path):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB; grading runs in this process (one worker)
     r = grade_folder(tmp_path, workers=1, sandbox="require", screen=False, memory_limit=4 * 2**30)["huge_lab1"]
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 300 * 2**10  # not 600 MB, nor 3 GB
-    assert r.total == 3 and "sent a message over 80 MiB" in "\n".join(r.problems), feedback(r)
+    # ZeroMQ cuts the message; in CI the kernel then once crashed (SIGSEGV) before the grader saw the cut. A dead
+    # kernel disconnects too, so the grader cannot tell the two apart afterwards: either reason may be given, for
+    # the cell that sent it, and the rest is graded all the same.
+    problems = "\n".join(r.problems)
+    assert r.total == 3 and "starting `from IPython import get_ipython`" in problems, feedback(r)
+    assert "sent a message over 80 MiB" in problems or "killed the kernel" in problems, feedback(r)
 
 
 @pytest.mark.slow
