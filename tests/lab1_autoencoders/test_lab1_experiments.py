@@ -89,14 +89,15 @@ def test_challenge_verdict_in_fast_mode_only_reports(fast, capsys, pca_model_and
 
 def test_the_challenge_clock_counts_computing_not_waiting():
     """The time budget is read on training_clock: a thread that waits (as a training does while other programs hold
-    the CPU) does not advance it, one that computes does, at about the wall clock's pace."""
+    the CPU) does not advance it, one that computes does (how fast depends on the machine's load, so the loop
+    computes until the clock has moved, within a generous wall-clock budget that is not the thing under test)."""
     start = ex.training_clock()
     time.sleep(0.3)
     assert ex.training_clock() - start < 0.1
     start, wall = ex.training_clock(), time.perf_counter()
-    while time.perf_counter() - wall < 0.3:
+    while ex.training_clock() - start < 0.2 and time.perf_counter() - wall < 60:
         sum(range(1000))
-    assert ex.training_clock() - start > 0.15
+    assert ex.training_clock() - start >= 0.2
 
 
 def test_the_budget_leaves_room_for_the_notebook_design_at_a_fifth_of_the_section_4_models_size():
