@@ -6,6 +6,7 @@ Every function takes the student's ``checkpointed_forward(blocks, x, segment_siz
 """
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
@@ -162,17 +163,21 @@ class RepeatedRatios:
         return max(max(r) - min(r) for r in self.ratios.values())
 
     def summary(self) -> str:
-        """Each step's ratios, its range, and whether the ranges of the first two overlap (computed)."""
+        """Each step's ratios and range, and whether the first two differ by more than the noise: the difference
+        of their medians against the larger of their two ranges (computed)."""
         lines = [f"{name:12s} {' '.join(f'{r:.2f}' for r in ratios)}   range {max(ratios) - min(ratios):.2f}"
                  for name, ratios in self.ratios.items()]
         lines.append(f"the same step's ratio to {self.reference} varied by up to {self.spread:.2f} between the "
                      f"{len(next(iter(self.ratios.values())))} rounds ({self.clock})")
         if len(self.ratios) >= 2:
             (a, ra), (b, rb) = list(self.ratios.items())[:2]
-            apart = min(ra) > max(rb) or min(rb) > max(ra)
-            verdict = ("do not overlap: the difference is larger than this noise" if apart
-                       else "overlap: these rounds cannot tell them apart")
-            lines.append(f"{a} and {b}: their ranges {verdict}")
+            difference = abs(statistics.median(ra) - statistics.median(rb))
+            noise = max(max(ra) - min(ra), max(rb) - min(rb))
+            verdict = ("larger than the larger of their ranges: the difference exceeds this noise"
+                       if difference > noise else
+                       "not larger than the larger of their ranges: these rounds cannot tell them apart")
+            lines.append(f"{a} and {b}: their medians differ by {difference:.2f}, {noise:.2f} is the larger "
+                         f"range; {verdict}")
         return "\n".join(lines)
 
 
