@@ -55,7 +55,8 @@ def check_challenge(cls: Any) -> None:
     """The open challenge: the class (or an instance's class) built afresh must keep the rules (``.encoder`` and
     ``.decoder``, a code of 32 numbers, images in [0, 1] from black to white out of the decoder, ``forward`` equal
     to ``decoder(encoder(x))``, at most 50,000 numbers held), and the check trains it itself for a short fixed
-    budget and measures its test MSE against ``CHALLENGE.check_mse`` and ``CHALLENGE.check_good_mse``. The full
+    budget and measures its validation MSE (on held-out training digits) against ``CHALLENGE.check_mse`` and
+    ``CHALLENGE.check_good_mse``. The full
     challenge's target and time budget are reported by ``lab1.challenge_verdict`` after the notebook's own
     training."""
     run_exercise(CHALLENGE_EXERCISE, (cls,))

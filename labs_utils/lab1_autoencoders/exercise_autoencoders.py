@@ -187,8 +187,8 @@ def _judge_shapes(evidence: dict, code_dims: tuple, convolutional: bool) -> str 
         if record.get("images_shape") != [16, *IMAGE_SHAPE]:
             return with_hint(f"{name}.decoder maps codes (16, {code_dim}) to {_text(record.get('images_shape'))}; "
                              "expected (16, 1, 28, 28).", TRANSPOSED_HINT if convolutional else
-                             "the decoder must give images shaped (N, 1, 28, 28): end it with nn.Unflatten(1, (1, 28, "
-                             "28)).")
+                             "the decoder must give the 784 numbers of each image back their shape (N, 1, 28, 28): "
+                             "torch.nn has a layer for that.")
         for half, key, given, made in (("encoder", "codes_vary", "images", "code"),
                                        ("decoder", "images_vary", "codes", "image")):
             if record.get(key) is not True:

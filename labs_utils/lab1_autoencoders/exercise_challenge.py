@@ -4,9 +4,10 @@ The points come from a result the check measures itself, never from the student'
 builds a fresh model from the student's class, checks the rules (a code of 32 numbers, images in [0, 1] out
 of ``self.decoder``, black and white both reachable, ``forward`` equal to ``decoder(encoder(x))``, at most
 50,000 numbers held), then trains it from a fixed seed for a short budget (a few seconds on a CPU) on bundled
-MNIST training digits and measures its MSE on bundled test digits, against two bars (a design that learns, and
-a good one). An untrained model, or one that cannot learn, misses both. The full challenge
-(60 s of CPU time of training, test MSE 0.010) is the student's to reach; ``experiments.challenge_verdict`` reports it.
+MNIST training digits and measures its MSE on other, held-out training digits (a validation MSE: the test digits
+stay for the notebook's last cell), against two bars (a design that learns, and a good one). An untrained model, or
+one that cannot learn, misses both. The full challenge (60 s of CPU time of training, test MSE 0.010) is the
+student's to reach; ``experiments.challenge_verdict`` reports it.
 """
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ class Challenge:
     (CPU time of the training thread, :func:`~labs_utils.lab1_autoencoders.training_clock`), a test
     MSE of at most ``target_mse`` (full mode); and the check's own training: ``check_steps`` Adam steps at
     ``check_lr`` on batches of ``check_batch`` of ``check_digits`` training digits, from seed ``check_seed``, to a
-    test MSE of at most ``check_mse`` on ``check_test_digits`` test digits (the section 4 design: 0.02-0.035; the
+    validation MSE of at most ``check_mse`` on the last ``check_val_digits`` bundled training digits, which it
+    never trains on (the section 4 design: 0.02-0.035; the
     mean image: 0.068; an untrained model: 0.1-0.25), and at most ``check_good_mse`` for the second part (the
     notebook's 36,000-number design: 0.023; the same with 8, 16, 8 channels, 13,000 numbers: 0.041)."""
 
@@ -44,7 +46,7 @@ class Challenge:
     check_batch: int = 16
     check_lr: float = 5e-3
     check_digits: int = 2000
-    check_test_digits: int = 500
+    check_val_digits: int = 500
     check_seed: int = 0
     check_mse: float = 0.05
     check_good_mse: float = 0.03
@@ -52,8 +54,8 @@ class Challenge:
 
 
 CHALLENGE = Challenge()
-MEETS_TARGET = f"trained by the check: test MSE at most {CHALLENGE.check_mse}, within the rules"
-GOOD = f"trained by the check: test MSE at most {CHALLENGE.check_good_mse}"
+MEETS_TARGET = f"trained by the check: validation MSE at most {CHALLENGE.check_mse}, within the rules"
+GOOD = f"trained by the check: validation MSE at most {CHALLENGE.check_good_mse}"
 PARTS = (Part(MEETS_TARGET, 0.5), Part(GOOD, 1.0))
 SAME = 1e-5  # forward and decoder(encoder(x)) may differ by rounding only
 
@@ -68,7 +70,7 @@ def _digits(split: str, n: int) -> torch.Tensor:
 
 def probe_challenge(model: Any, *, seed: int) -> dict:
     """Build a fresh model from the student's class (or an instance's), measure the rules, train it as
-    ``CHALLENGE`` says and measure its test MSE."""
+    ``CHALLENGE`` says and measure its validation MSE on held-out training digits."""
     rules, calls = CHALLENGE, StudentCalls()
     cls = type(model) if isinstance(model, nn.Module) else model
     name = describe(cls)
@@ -97,11 +99,12 @@ def probe_challenge(model: Any, *, seed: int) -> dict:
                                                   f"{name}.decoder(codes)")
         measure.warm_up()
         with seeded(rules.check_seed):
-            calls(measure.train, built, _digits("train", rules.check_digits), rules.check_steps, rules.check_batch,
+            digits = _digits("train", 4000)  # the bundled training digits: 4,000; the last ones are held out
+            calls(measure.train, built, digits[:rules.check_digits], rules.check_steps, rules.check_batch,
                   rules.check_lr, generator(rules.check_seed), seconds=rules.check_seconds,
                   what=f"training {name}() for {rules.check_steps} Adam steps")
-        evidence["mse"] = calls(measure.evaluate, built, _digits("test", rules.check_test_digits),
-                                what=f"{name} on {rules.check_test_digits} test digits")
+        evidence["mse"] = calls(measure.evaluate, built, digits[-rules.check_val_digits:],
+                                what=f"{name} on {rules.check_val_digits} validation digits")
     except AssertionError as exc:
         evidence["error"] = str(exc)
     return evidence
@@ -139,9 +142,7 @@ def _judge_rules(evidence: dict, name: str) -> str | None:
         return "The check could not read how many numbers the model holds."
     if numbers > rules.max_numbers:
         return with_hint(f"{name} holds {numbers:,} numbers (parameters, buffers and other tensors), over the budget "
-                         f"of {rules.max_numbers:,}.", "lab1.model_size on each layer shows where they are; the Linear "
-                         "layers next to the code usually hold most of them: fewer or smaller feature maps before the "
-                         "code shrink them.")
+                         f"of {rules.max_numbers:,}.", "lab1.model_size on each layer shows where they are.")
     return None
 
 
@@ -154,8 +155,8 @@ def judge_challenge(evidence: Any, *, seed: int) -> dict:
     mse, rules, name = evidence["mse"], CHALLENGE, str(evidence.get("name", "your model"))
     if not mse <= rules.check_good_mse:
         return {MEETS_TARGET: None, GOOD: with_hint(
-            f"Trained by the check, {name} reaches a test MSE of {mse:.4f}: it learns, but the second part asks for "
-            f"at most {rules.check_good_mse} from the same {rules.check_steps} steps.",
+            f"Trained by the check, {name} reaches a validation MSE of {mse:.4f}: it learns, but the second part asks "
+            f"for at most {rules.check_good_mse} from the same {rules.check_steps} steps.",
             "spend the budget where it helps: more feature maps where the images are small, BatchNorm after the "
             "(transposed) convolutions, ReLU between layers.")}
     return {MEETS_TARGET: None, GOOD: None}
@@ -185,13 +186,13 @@ def _judge_target(evidence: Any) -> str | None:
         return evidence["error"]
     mse = evidence.get("mse")
     if not isinstance(mse, float):
-        return "The check could not read the test MSE of its training."
+        return "The check could not read the validation MSE of its training."
     if not mse <= rules.check_mse:  # NaN fails too
         return with_hint(
             f"Trained by the check ({rules.check_steps} Adam steps at lr {rules.check_lr} on batches of "
-            f"{rules.check_batch} digits, seed {rules.check_seed}), {name} reaches a test MSE of {mse:.4f} on "
-            f"{rules.check_test_digits} digits; the check asks for at most {rules.check_mse} (a model that draws the "
-            "mean image scores about 0.068).",
+            f"{rules.check_batch} digits, seed {rules.check_seed}), {name} reaches a validation MSE of {mse:.4f} "
+            f"on {rules.check_val_digits} held-out digits; the check asks for at most {rules.check_mse} (a model that "
+            "draws the mean image scores about 0.068).",
             "a design that learns this fast: BatchNorm after the (transposed) convolutions, ReLU between layers, "
             "enough feature maps (three levels down and up with a few dozen feature maps in all reach below 0.03 "
             "here).")

@@ -190,7 +190,7 @@ def challenge_verdict(model: nn.Module, train_seconds: float, test_images: torch
     if not mse <= CHALLENGE.target_mse:
         missed.append(f"the test MSE is {mse:.4f}, above the target of {CHALLENGE.target_mse}: choose on the "
                       "validation digits a learning rate, the steps the budget allows, and where the parameters go "
-                      "(the Linear layers next to the code hold the most)")
+                      "(lab1.model_size on each layer shows where they sit)")
     if missed:
         print(f"\u2718 Open challenge not met yet: {summary}.\n  " + ";\n  ".join(m[0].upper() + m[1:] for m in missed)
               + ".")

@@ -1,5 +1,6 @@
 """Lab 1's open challenge check: it builds the student's design afresh, checks the rules and trains it itself, so
-its points come from a test MSE the check measured; designs outside the rules, or that cannot learn, earn 0."""
+its points come from a validation MSE (held-out training digits) the check measured; designs outside the rules, or
+that cannot learn, earn 0."""
 from __future__ import annotations
 
 import functools
@@ -81,6 +82,24 @@ class FrozenEncoder(ChallengeAutoencoder):
         self.encoder.requires_grad_(False)
 
 
+class ConstantCode(ChallengeAutoencoder):
+    """Within the rules, but every image gets the same code (the encoder's output times 0): the decoder can learn the
+    mean image at best."""
+
+    def __init__(self, code_dim: int = 32):
+        super().__init__(code_dim)
+        self.encoder.append(Scale(0.0))
+
+
+class Scale(nn.Module):
+    def __init__(self, factor: float):
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x):
+        return x * self.factor
+
+
 class ReluBeforeSigmoid(ChallengeAutoencoder):
     def __init__(self, code_dim: int = 32):
         super().__init__(code_dim)
@@ -117,7 +136,7 @@ class Code16(ChallengeAutoencoder):
     (ReluBeforeSigmoid, "a ReLU before the sigmoid keeps every pixel at 0.5 or above"),
     (SigmoidInForwardOnly, "the sigmoid, and everything else, belongs inside the decoder"),
     (SkipInForward, "is not SkipInForward.decoder(SkipInForward.encoder(x)) (up to"),
-    (FrozenEncoder, "Trained by the check (200 Adam steps"),
+    (ConstantCode, "Trained by the check (200 Adam steps"),
     (nn.Sequential(nn.Identity()), "needs the two halves self.encoder and self.decoder"),
 ], ids=lambda v: getattr(v, "__name__", type(v).__name__))
 def test_designs_outside_the_rules_or_that_cannot_learn_earn_nothing(wrong, message):
@@ -126,11 +145,44 @@ def test_designs_outside_the_rules_or_that_cannot_learn_earn_nothing(wrong, mess
     assert verdicts(wrong)[GOOD] == found
 
 
+def test_a_frozen_encoder_learns_something_but_not_enough_for_the_second_part():
+    good = verdicts(FrozenEncoder)[GOOD]  # a random fixed encoder: the decoder alone gets a little below the mean image
+    assert good is not None and f"asks for at most {CHALLENGE.check_good_mse}" in good
+
+
 def test_a_design_that_cannot_learn_is_told_the_mse_the_check_measured_and_the_target():
-    found = verdict(FrozenEncoder)
+    found = verdict(ConstantCode)
     assert f"the check asks for at most {CHALLENGE.check_mse}" in found
-    assert float(found.split("reaches a test MSE of ")[1].split(" ")[0]) > CHALLENGE.check_mse
+    assert float(found.split("reaches a validation MSE of ")[1].split(" ")[0]) > CHALLENGE.check_mse
 
 
 def test_an_untrained_tiny_model_earns_nothing():
     assert model_size(Tiny()) < 1_500 and verdict(Tiny) is not None
+
+
+def test_the_check_scores_on_held_out_training_digits_never_on_test_digits(monkeypatch):
+    """Its number is a validation MSE: the test digits stay for the notebook's last cell, read once."""
+    from labs_utils.lab1_autoencoders import exercise_challenge
+
+    splits, seen = [], {}
+    real_load = exercise_challenge.load_bundled
+
+    def load(split, *args, **kwargs):
+        splits.append(split)
+        return real_load(split, *args, **kwargs)
+
+    def train(model, images, *args, **kwargs):
+        seen["train"] = images.clone()
+
+    def evaluate(model, images):
+        seen["eval"] = images.clone()
+        return 0.02
+
+    monkeypatch.setattr(exercise_challenge, "load_bundled", load)
+    monkeypatch.setattr(exercise_challenge.measure, "train", train)
+    monkeypatch.setattr(exercise_challenge.measure, "evaluate", evaluate)
+    evidence = exercise_challenge.probe_challenge(ChallengeAutoencoder, seed=0)
+    assert evidence["mse"] == 0.02 and splits and set(splits) == {"train"}
+    trained, scored = seen["train"].flatten(1), seen["eval"].flatten(1)
+    assert len(scored) == CHALLENGE.check_val_digits and len(trained) == CHALLENGE.check_digits
+    assert not (torch.cdist(scored, trained).min(dim=1).values == 0).any()  # no scored digit was trained on

@@ -222,7 +222,7 @@ DENSE_MISTAKES = [
     (DetachedCode, [ae.TRAINS], "No gradient reaches encoder.1.weight"),
     (FrozenEncoder, [ae.TRAINS], "cannot train (requires_grad=False)"),
     (IgnoresCodeDim, [ae.SHAPES], "code_dim=8).encoder maps images (16, 1, 28, 28) to (16, 2)"),
-    (FlatOutput, [ae.SHAPES], "to (16, 784); expected (16, 1, 28, 28).\nHint: the decoder must give images shaped"),
+    (FlatOutput, [ae.SHAPES], "to (16, 784); expected (16, 1, 28, 28).\nHint: the decoder must give the 784 numbers"),
     (NoForward, [ae.SHAPES, ae.TRAINS], "has no forward method"),
     (ChangesItsInput, [ae.SHAPES], "changed its input images in place"),
 ]
