@@ -230,7 +230,10 @@ def run_all(landscape: Landscape, makers: Mapping[str, MakeOptimizer], steps: in
 
 
 def is_diverging(run: Run) -> bool:
-    """True when the run blew up or its loss gap was still growing over the second half of the run."""
+    """True when the run blew up or its loss gap was still growing over the second half of the run.
+
+    A rule of thumb for section 1's sweep plots on the ravine; Exercise 5 asks you to choose your own test.
+    """
     return run.diverged or bool(run.gaps[-1] > run.gaps[len(run.gaps) // 2])
 
 
@@ -251,7 +254,11 @@ def sweep_learning_rates(make_optimizer: Callable[[Sequence[torch.Tensor], float
 def divergence_threshold(make_optimizer: Callable[[Sequence[torch.Tensor], float], torch.optim.Optimizer],
                          landscape: Landscape, low: float, high: float, *, steps: int = 400,
                          iterations: int = 30) -> float:
-    """The learning rate where runs start to diverge, by bisection between ``low`` (converges) and ``high``."""
+    """The learning rate where runs start to diverge, by bisection between ``low`` (converges) and ``high``.
+
+    Section 1's demonstration on the ravine, judged by :func:`is_diverging` over ``steps`` steps; not meant as
+    a template for Exercise 5.
+    """
     def diverges(lr: float) -> bool:
         return is_diverging(run_optimizer(lambda params: make_optimizer(params, lr), landscape, steps=steps))
 
