@@ -119,15 +119,16 @@ def _mistakes(call: str, model: ProbeAutoencoder, x_a: torch.Tensor, x_b: torch.
 
         ends = decode(torch.cat([z_a, z_b]))
         blend = (1 - t4) * x_a[None] + t4 * x_b[None]
-        linspace_hint = "t = torch.linspace(0, 1, steps) gives 0, 1/(steps-1), ..., 1: both ends included."
+        linspace_hint = ("the fractions along the segment must run evenly from 0 to 1, both ends included: steps "
+                         "values, steps - 1 gaps.")
         return [
             (decode((1 - t) * z_b + t * z_a),
              with_hint(f"{call} goes from x_b to x_a.", "the first image is x_a's reconstruction (t = 0), the last "
                                                          "one x_b's (t = 1).")),
             (decode(z_a + t * z_b),
              with_hint(f"{call} decodes z_a + t * z_b: the last image is the decoding of z_a + z_b, not of z_b.",
-                       "the step from z_a towards z_b is z_b - z_a: z = z_a + t * (z_b - z_a), which is the same as "
-                       "(1 - t) * z_a + t * z_b. The - z_a is missing.")),
+                       "the step from z_a towards z_b is not z_b itself: at the far end the code must be z_b. The "
+                       "- z_a is missing.")),
             (decode(z_a + (torch.arange(steps)[:, None] / steps) * (z_b - z_a)),
              with_hint(f"{call}: the codes stop short of z_b (t = k / steps): the last image is not x_b's "
                        "reconstruction.", linspace_hint)),
@@ -135,12 +136,12 @@ def _mistakes(call: str, model: ProbeAutoencoder, x_a: torch.Tensor, x_b: torch.
              with_hint(f"{call}: the codes leave out both ends (t = k / (steps + 1)).", linspace_hint)),
             ((1 - t4) * ends[:1] + t4 * ends[1:],
              with_hint(f"{call} blends the two reconstructions pixel by pixel (a cross-fade).",
-                       "interpolate the codes z = (1 - t) * z_a + t * z_b, then decode each z: the decoder is not "
-                       "linear, so decoding the blend differs from blending the decodings.")),
+                       "mix the codes, then decode each mixed code: the decoder is not linear, so decoding the blend "
+                       "differs from blending the decodings.")),
             (decode(model.encoder(blend)),
              with_hint(f"{call} encodes the pixel blend (1 - t) * x_a + t * x_b.",
-                       "blend the codes, not the images: encode x_a and x_b once each, then z = (1 - t) * z_a + t * "
-                       "z_b. The encoder is not linear, so the code of a blend is not the blend of the codes.")),
+                       "blend the codes, not the images: encode x_a and x_b once each, then mix their codes. The "
+                       "encoder is not linear, so the code of a blend is not the blend of the codes.")),
             (blend, with_hint(f"{call} blends the images themselves.",
                               "the path runs through code space: encode x_a and x_b, blend the codes, decode.")),
         ]
@@ -149,7 +150,7 @@ def _mistakes(call: str, model: ProbeAutoencoder, x_a: torch.Tensor, x_b: torch.
 def _ends_message(call: str, got: torch.Tensor, expected: torch.Tensor, x_a: torch.Tensor) -> str:
     if _close(got[:1], expected[:1]):
         return with_hint(f"{call}: the last image is not x_b's reconstruction model.decoder(model.encoder(x_b)).",
-                         "include both ends: z = (1 - t) * z_a + t * z_b with t = torch.linspace(0, 1, steps).")
+                         "include both ends: the last code is z_b itself, the first z_a.")
     if _close(got[:1], x_a[None]):
         return with_hint(f"{call} starts with x_a itself.", "every image of the path comes out of the decoder, the "
                                                              "ends too: they are the reconstructions of x_a and x_b.")
@@ -160,9 +161,9 @@ def _ends_message(call: str, got: torch.Tensor, expected: torch.Tensor, x_a: tor
 def _judge_call(call: str, got: Any, model: ProbeAutoencoder, x_a: torch.Tensor, x_b: torch.Tensor,
                 z_a: torch.Tensor, z_b: torch.Tensor, steps: int) -> tuple[str | None, str | None]:
     """(ends message, path message) of one call."""
-    t = torch.linspace(0, 1, steps)[:, None]
-    with torch.no_grad():
-        expected = model.decoder((1 - t) * z_a + t * z_b)
+    with torch.no_grad():  # torch.lerp walks from z_a (weight 0) to z_b (weight 1)
+        weights = torch.arange(steps, dtype=z_a.dtype)[:, None] / (steps - 1)
+        expected = model.decoder(torch.lerp(z_a.expand(steps, -1), z_b.expand(steps, -1), weights))
     if not isinstance(got, torch.Tensor):
         message = with_hint(f"{call} returned {got}, not a tensor.", "return the decoded images as one tensor of "
                             "shape (steps, 1, 28, 28): torch.stack or one batched decoder call.")
@@ -180,7 +181,7 @@ def _judge_call(call: str, got: Any, model: ProbeAutoencoder, x_a: torch.Tensor,
                   if _close(got, path)), None)
     path_message = known or with_hint(
         f"{call}: the images are not the decoder's outputs for codes evenly spaced on the straight line from "
-        "f(x_a) to f(x_b).", "z = (1 - t) * z_a + t * z_b for t = torch.linspace(0, 1, steps), then model.decoder(z).")
+        "f(x_a) to f(x_b).", "decode `steps` codes evenly spaced from z_a to z_b, both ends included.")
     return None if ends_right else known or _ends_message(call, got, expected, x_a), path_message
 
 

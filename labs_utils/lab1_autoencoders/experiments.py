@@ -67,8 +67,7 @@ class SeedRuns:
         rows.append(["learned next to nothing", *(f"{len(self.stuck(v))} of {len(seeds)}" for v in variants)])
         return markdown_table(["seed", *(f"validation MSE, {v}" for v in variants)], rows) + (
             f"\n\nThe mean image (learning nothing) scores {self.baseline:.4f}; a run above "
-            f"{STUCK_SHARE * self.baseline:.4f} counts as having learned next to nothing"
-            + ("." if self.black is None else f"; an all-black image (drawing nothing) scores {self.black:.4f}."))
+            f"{STUCK_SHARE * self.baseline:.4f} counts as having learned next to nothing.")
 
     def verdict(self) -> str:
         """One sentence saying what the runs show, with the spread of each variant."""

@@ -143,7 +143,7 @@ def test_batchnorm_seeds_trains_both_variants_from_the_same_draws_and_restores_t
     assert [bn for _, _, bn in seen] == [True, True, False, False]
     assert set(runs.mse["without BatchNorm"]) == {3, 4}
     assert runs.black == pytest.approx(float((x[:8] ** 2).mean()))
-    assert f"an all-black image (drawing nothing) scores {runs.black:.4f}" in runs.table()
+    assert "all-black" not in runs.table()  # what a stuck run draws is the student's question (2) to answer
 
 
 # ----------------------------------------------------------------------------------------------- the sigmoid's input
