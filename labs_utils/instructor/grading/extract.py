@@ -24,7 +24,7 @@ import symtable
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .screen import ipython_source
+from .screen import ipython_source, parsed_code_cells
 from .submissions import Cell
 
 _DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
@@ -116,14 +116,7 @@ def _classify(statement: Statement) -> None:
 def statements(cells: Sequence[Cell]) -> list[Statement]:
     """Every top-level statement of the code cells that parse, in notebook order."""
     found = []
-    for cell in cells:
-        if cell.cell_type != "code" or not cell.source.strip():
-            continue
-        code = cell_code(cell)
-        try:
-            tree = ast.parse(code)
-        except (SyntaxError, ValueError, RecursionError):
-            continue  # the kernel could not run it either
+    for cell, tree, code in parsed_code_cells(cells, cell_code):
         lines = code.splitlines(keepends=True)
         for number, node in enumerate(tree.body):
             first = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", ()))])

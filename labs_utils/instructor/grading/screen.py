@@ -19,7 +19,7 @@ from __future__ import annotations
 import ast
 import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from .copies import copied_fraction
@@ -304,20 +304,27 @@ def _closure(roots: Sequence[str], refers: dict[str, set[str]]) -> set[str]:
     return seen
 
 
-def screen(cells: Sequence[Cell], lab: Lab) -> dict[str, list[Finding]]:
-    """Exercise name -> the findings that withhold it (only exercises with findings)."""
-    checker = _Screen(lab, exempt_lines())
-    trees = []
+def parsed_code_cells(cells: Sequence[Cell], code_of: Callable[[Cell], str] = ipython_source,
+                      ) -> Iterator[tuple[Cell, ast.Module, str]]:
+    """(cell, syntax tree, code) of every non-empty code cell whose code (``code_of(cell)``) parses; the others
+    are skipped (the kernel could not run them either)."""
     for cell in cells:
         if cell.cell_type != "code" or not cell.source.strip():
             continue
-        source = ipython_source(cell)
+        code = code_of(cell)
         try:
-            tree = ast.parse(source)
+            tree = ast.parse(code)
         except (SyntaxError, ValueError, RecursionError):
             continue
+        yield cell, tree, code
+
+
+def screen(cells: Sequence[Cell], lab: Lab) -> dict[str, list[Finding]]:
+    """Exercise name -> the findings that withhold it (only exercises with findings)."""
+    checker = _Screen(lab, exempt_lines())
+    trees = list(parsed_code_cells(cells))
+    for _, tree, _ in trees:
         checker.bind(tree)
-        trees.append((cell, tree, source))
     for cell, _, source in trees:
         checker.walk(source, cell, cell.source.splitlines(), 0, None)
     refers = _definitions(trees)
