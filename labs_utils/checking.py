@@ -109,6 +109,7 @@ def call_student(fn: Callable, *args: Any, what: str | None = None, seconds: flo
     if not callable(fn):
         fail(f"Expected a function or class, got {type(fn).__name__} ({fn!r:.60}).",
              "Pass the function itself (no parentheses), e.g. check(my_function).")
+    grad_mode = torch.is_grad_enabled()
     try:
         with time_limit(seconds, label):
             return fn(*args, **kwargs)
@@ -122,6 +123,9 @@ def call_student(fn: Callable, *args: Any, what: str | None = None, seconds: flo
         raise
     except Exception as exc:
         raise AssertionError(with_hint(f"{label} raised {type(exc).__name__}: {exc}", _crash_hint(exc))) from exc
+    finally:
+        if torch.is_grad_enabled() != grad_mode:  # student code that switched gradients off: not for later calls
+            torch.set_grad_enabled(grad_mode)
 
 
 def require_parameters(fn: Callable, names: Sequence[str], example: str) -> None:

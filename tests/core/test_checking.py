@@ -4,6 +4,7 @@ import signal
 import pytest
 import torch
 
+from labs_utils import budget
 from labs_utils import checking as _common
 
 
@@ -61,6 +62,43 @@ def test_a_time_limit_stops_a_loop_that_never_ends():
         _common.call_student(add_noise, 1, what="add_noise(x)", seconds=0.2)
     assert _common.call_student(lambda x: x + 1, 1, seconds=0.2) == 2  # and the timer is off again afterwards
     assert signal.getitimer(signal.ITIMER_REAL)[0] == 0
+
+
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="time limits need SIGALRM (POSIX)")
+@pytest.mark.parametrize("stop", ["time limit", "budget"])
+def test_a_call_stopped_with_gradients_off_leaves_them_on_for_the_next_calls(stop):
+    # The timer can fire inside a `with torch.no_grad():` before its exit switched gradients back on (a busy machine
+    # makes that likely): every later training step of the probe, and of the next tests, then failed with "element 0
+    # of tensors does not require grad". Switching them off and never returning is the same state, made certain.
+    def encode(x):
+        torch.set_grad_enabled(False)
+        while True:
+            x = x + 1
+
+    try:
+        with pytest.raises(AssertionError, match="did not finish within 0.2 s"):
+            if stop == "time limit":
+                _common.call_student(encode, 1, what="encode(x)", seconds=0.2)
+            else:
+                budget.call_within(0.2, encode, 1, what="encode(x)")
+        assert torch.is_grad_enabled()
+    finally:
+        torch.set_grad_enabled(True)
+
+
+def test_student_code_that_switches_gradients_off_does_not_switch_them_off_for_the_check():
+    def decode(z):
+        torch.set_grad_enabled(False)
+        return z * 2
+
+    try:
+        assert _common.call_student(decode, 3) == 6 and torch.is_grad_enabled()
+        with torch.no_grad():  # and a check that calls it with gradients off keeps them off
+            _common.call_student(decode, 3)
+            assert not torch.is_grad_enabled()
+        assert torch.is_grad_enabled()
+    finally:
+        torch.set_grad_enabled(True)
 
 
 def test_a_student_assertion_passes_through_unchanged():
