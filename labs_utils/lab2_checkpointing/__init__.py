@@ -27,6 +27,7 @@ _EXPORTS = {
     "linear_blocks": "experiments",
     "BlockNet": "experiments",
     "deep_cnn": "experiments",
+    "blocks_work_share": "experiments",
     "downsampling_cnn": "experiments",
     "mnist_like_batch": "experiments",
     "classification_step_memory": "experiments",
