@@ -2,6 +2,8 @@
 rejected with a message that names it, and costs only the part it breaks."""
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 from lab1_references import interpolate
@@ -93,20 +95,52 @@ def codes_only(model, x_a, x_b, steps=8):
     return (1 - t) * z[:1] + t * z[1:]
 
 
-@pytest.mark.parametrize("fn", [interpolate, interpolate_loop, interpolate_step_form, interpolate_with_eval])
+def both_ends_left_out(model, x_a, x_b, steps=8):
+    with torch.no_grad():
+        z = model.encoder(torch.stack([x_a, x_b]))
+        t = (torch.arange(1, steps + 1) / (steps + 1))[:, None]
+        return model.decoder((1 - t) * z[:1] + t * z[1:])
+
+
+def uneven(model, x_a, x_b, steps=8):
+    """Both ends right, but the fractions squared: on the segment, not evenly spaced."""
+    with torch.no_grad():
+        z = model.encoder(torch.stack([x_a, x_b]))
+        t = (torch.linspace(0, 1, steps) ** 2)[:, None]
+        return model.decoder((1 - t) * z[:1] + t * z[1:])
+
+
+def keeps_the_graph(model, x_a, x_b, steps=8):
+    z = model.encoder(torch.stack([x_a, x_b]))
+    t = torch.linspace(0, 1, steps)[:, None]
+    return model.decoder((1 - t) * z[:1] + t * z[1:])
+
+
+def decodes_ends_first(model, x_a, x_b, steps=8):
+    """Reconstructs both images with model(...) first, then decodes the path: extra decoder calls, equally correct."""
+    with torch.no_grad():
+        model(torch.stack([x_a, x_b]))
+        return interpolate(model, x_a, x_b, steps)
+
+
+@pytest.mark.parametrize("fn", [interpolate, interpolate_loop, interpolate_step_form, interpolate_with_eval,
+                                decodes_ends_first])
 def test_interpolation_check_accepts_correct_styles(fn, capsys):
     check_interpolate(fn)
     assert "Latent interpolation: all 2 part(s) passed (1.5/1.5 points)" in capsys.readouterr().out
 
 
 MISTAKES = [  # (wrong, points earned, message)
-    (pixel_blend, 0.5, "blends the two reconstructions pixel by pixel"),
-    (encoded_blend, 0.5, "encodes the pixel blend (1 - t) * x_a + t * x_b"),
-    (forgets_z_a, 0.0, "decodes z_a + t * z_b"),
+    (pixel_blend, 0.5, "are not the decoder's image of any code it was given (mixed after decoding?)"),
+    (encoded_blend, 0.5, "the codes between the ends are not on the straight segment from z_a to z_b"),
+    (forgets_z_a, 0.0, "the last image decodes z_a + z_b, not z_b"),
     (leaves_train_mode, 0.5, "left the model in training mode"),
     (train_mode, 0.0, "ran the model in training mode (BatchNorm1d and Dropout"),
-    (image_blend, 0.0, "blends the images themselves"),
+    (image_blend, 0.0, "starts with x_a itself, and never ran model.decoder"),
     (end_left_out, 0.0, "the codes stop short of z_b"),
+    (both_ends_left_out, 0.0, "the first image is not decoded from the code of x_a"),
+    (uneven, 0.5, "the codes sit at fractions 0.00, 0.06, 0.25, 0.56, 1.00 of the way from z_a to z_b, not evenly"),
+    (keeps_the_graph, 0.5, "still carry the autograd graph"),
     (reversed_path, 0.0, "goes from x_b to x_a"),
     (fixed_steps, 0.0, "returned shape (8, 1, 28, 28); expected (5, 1, 28, 28).\nHint: one image per step"),
     (a_list, 0.0, "returned list, not a tensor"),
@@ -124,7 +158,17 @@ def test_interpolation_check_rejects_each_mistake_with_its_own_message(wrong, ea
 
 def test_forgetting_z_a_is_not_told_about_linspace():
     verdicts = exercises.grade_here(walk.INTERPOLATION, (forgets_z_a,), seed=7)
-    assert all("- z_a is missing" in m and "linspace" not in m for m in verdicts.values())
+    assert all("z_b itself" in m and "linspace" not in m for m in verdicts.values())
+
+
+def test_no_message_of_the_check_spells_out_the_walk():
+    """A student who opens the checker or reads its messages learns the contract, not the line that meets it."""
+    source = inspect.getsource(walk)
+    for line in ("linspace", "torch.lerp", "(1 - t)", "z_a + t"):
+        assert line not in source
+    for wrong, _, _ in MISTAKES:
+        for message in exercises.grade_here(walk.INTERPOLATION, (wrong,), seed=7).values():
+            assert message is None or ("linspace" not in message and "(1 - t)" not in message)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2**31 - 1])
@@ -134,17 +178,17 @@ def test_correct_interpolation_passes_and_blends_fail_with_the_graders_fresh_see
 
 
 def test_the_probe_model_tells_every_mistake_from_the_path_by_far():
-    """Each wrong path differs from the right one by much more than the tolerance, so none passes by accident
-    (with 2 steps a path is its two ends, which blends get right: the other step counts tell them apart)."""
+    """Codes of a pixel blend lie far off the segment, and a mix of decoded images far from every decoded code,
+    so neither passes by accident (with 2 steps a path is its two ends, which blends get right)."""
     for seed in range(20):
         model, x_a, x_b = walk._inputs(seed)
         with torch.no_grad():
             z_a, z_b = model.encoder(x_a[None]), model.encoder(x_b[None])
-            for steps in (s for s in walk.STEPS if s > 2):
-                t = torch.linspace(0, 1, steps)[:, None]
-                right = model.decoder((1 - t) * z_a + t * z_b)
-                for path, _ in walk._mistakes("call", model, x_a, x_b, z_a, z_b, steps):
-                    assert (path - right).abs().max() > 1000 * walk.TOLERANCE
+            half = model.encoder(((x_a + x_b) / 2)[None])
+            off = walk._Walk(model, model.decoder(half), half.double(), z_a.double(), z_b.double()).off_line()
+            assert off > 100 * walk.CODE_TOLERANCE
+            fade = (model.decoder(z_a) + model.decoder(z_b)) / 2
+            assert walk._Walk(model, fade, ((z_a + z_b) / 2).double(), z_a.double(), z_b.double()).frame_codes == [None]
 
 
 def test_the_probe_model_is_in_evaluation_mode_and_its_training_mode_differs():

@@ -64,8 +64,9 @@ class TwoLevels(nn.Module):
 # ----------------------------------------------------------------------------------------------- correct models
 
 
-@pytest.mark.parametrize("model", [DenseAutoencoder, DenseAutoencoder(code_dim=5), FunctionalDenseAutoencoder],
-                         ids=["class", "instance", "explicit-forward"])
+@pytest.mark.parametrize("model", [DenseAutoencoder, DenseAutoencoder(code_dim=5), FunctionalDenseAutoencoder,
+                                   dense_variant(output=nn.Hardsigmoid())],
+                         ids=["class", "instance", "explicit-forward", "hardsigmoid-output"])
 def test_dense_check_accepts_correct_models(model, capsys):
     check_dense_autoencoder(model)
     assert f"\u2714 Dense autoencoder: {ALL_PASSED}" in capsys.readouterr().out
