@@ -16,22 +16,25 @@ import base64
 import binascii
 import json
 import math
+import sys
 from typing import Any
 
 import numpy as np
-import torch
 
 MAX_BYTES = 64 * 2**20  # of the encoded JSON text
 MAX_DEPTH = 32
 MAX_DIMENSIONS = 64  # numpy's limit
 MAX_ELEMENTS = MAX_BYTES  # of one tensor, empty ones included (a shape like [2**40, 0] is not evidence)
-_DTYPES = {
-    "float64": (torch.float64, np.float64), "float32": (torch.float32, np.float32),
-    "float16": (torch.float16, np.float16), "int64": (torch.int64, np.int64), "int32": (torch.int32, np.int32),
-    "int16": (torch.int16, np.int16), "int8": (torch.int8, np.int8), "uint8": (torch.uint8, np.uint8),
-    "bool": (torch.bool, np.bool_),
-}
-_NAMES = {torch_dtype: name for name, (torch_dtype, _) in _DTYPES.items()}
+# name -> numpy dtype; torch's dtype of the same name (torch.float64, ...) is looked up only where a tensor is made:
+# evidence without tensors (a toy lab's) is encoded and decoded without importing torch.
+_DTYPES = {"float64": np.float64, "float32": np.float32, "float16": np.float16, "int64": np.int64,
+           "int32": np.int32, "int16": np.int16, "int8": np.int8, "uint8": np.uint8, "bool": np.bool_}
+
+
+def _torch():
+    import torch
+
+    return torch
 
 
 class EvidenceError(ValueError):
@@ -48,15 +51,17 @@ def to_plain(value: Any, depth: int = 0) -> Any:
         return int(value)
     if isinstance(value, float):
         return value if math.isfinite(value) else {"__float__": repr(value)}
-    if isinstance(value, torch.Tensor):
+    torch = sys.modules.get("torch")  # no tensor exists before torch is imported
+    if torch is not None and isinstance(value, torch.Tensor):
         tensor = value.detach().to("cpu").contiguous()
-        if tensor.dtype not in _NAMES:
+        name = str(tensor.dtype).removeprefix("torch.")
+        if name not in _DTYPES:
             tensor = tensor.to(torch.float64 if tensor.is_floating_point() else torch.int64)
-        raw = tensor.numpy().tobytes() if tensor.dtype != torch.bfloat16 else b""
-        return {"__tensor__": {"dtype": _NAMES[tensor.dtype], "shape": list(tensor.shape),
-                               "data": base64.b64encode(raw).decode("ascii")}}
+            name = str(tensor.dtype).removeprefix("torch.")
+        return {"__tensor__": {"dtype": name, "shape": list(tensor.shape),
+                               "data": base64.b64encode(tensor.numpy().tobytes()).decode("ascii")}}
     if isinstance(value, np.ndarray):
-        return to_plain(torch.from_numpy(np.ascontiguousarray(value)), depth)
+        return to_plain(_torch().from_numpy(np.ascontiguousarray(value)), depth)
     if isinstance(value, np.generic):
         return to_plain(value.item(), depth)
     if isinstance(value, (list, tuple)):
@@ -76,7 +81,8 @@ def encode(value: Any) -> str:
     return text
 
 
-def _tensor(spec: Any) -> torch.Tensor:
+def _tensor(spec: Any) -> Any:
+    """A torch.Tensor from its checked description."""
     if not (isinstance(spec, dict) and set(spec) == {"dtype", "shape", "data"}):
         raise EvidenceError("a tensor needs exactly dtype, shape and data")
     dtype, shape, data = spec["dtype"], spec["shape"], spec["data"]
@@ -87,7 +93,7 @@ def _tensor(spec: Any) -> torch.Tensor:
         raise EvidenceError(f"a tensor's shape must be a list of at most {MAX_DIMENSIONS} non-negative ints")
     if math.prod(n for n in shape if n) > MAX_ELEMENTS:
         raise EvidenceError(f"a tensor of shape {shape} is larger than any evidence")
-    numpy_dtype = _DTYPES[dtype][1]
+    numpy_dtype = _DTYPES[dtype]
     if len(data) != 4 * math.ceil(math.prod(shape) * np.dtype(numpy_dtype).itemsize / 3):
         raise EvidenceError(f"a {dtype} tensor of shape {shape} cannot have {len(data)} characters of data")
     try:
@@ -95,7 +101,7 @@ def _tensor(spec: Any) -> torch.Tensor:
         array = np.frombuffer(raw, dtype=numpy_dtype).reshape(shape).copy()
     except (binascii.Error, UnicodeError, ValueError, TypeError, OverflowError) as exc:
         raise EvidenceError(f"a {dtype} tensor of shape {shape} has malformed data ({type(exc).__name__})") from None
-    return torch.from_numpy(array)
+    return _torch().from_numpy(array)
 
 
 def from_plain(value: Any, depth: int = 0) -> Any:

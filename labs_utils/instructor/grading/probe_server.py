@@ -225,25 +225,32 @@ def run_one(module: str, table: str, request: dict, sandboxed: bool) -> tuple[di
     return {**header, "status": "ok"}, payload
 
 
-# What torch imports lazily on a first optimizer step or backward (seconds, and under the children's trip-wires
-# slower still): imported once, before any child exists. A checks module whose probes need none of it (the tests'
-# toy labs) says so with ``PROBE_PRELOAD = ()``.
-PRELOAD = ("torch._dynamo", "torch.optim", "torch.utils.checkpoint")
+# torch, and what it imports lazily on a first optimizer step or backward (seconds, and under the children's
+# trip-wires slower still): imported once, before any child exists. A checks module whose probes need less says so
+# with ``PROBE_PRELOAD``: a tuple, or a dict from table name to tuple (the tests' toy labs: torch for the one probe
+# that makes tensors, nothing for the others, whose probe servers then start in a fraction of a second).
+PRELOAD = ("torch", "torch._dynamo", "torch.optim", "torch.utils.checkpoint")
+
+
+def preloaded(checks: Any, table: str) -> tuple[str, ...]:
+    """The modules the probe server of ``checks``'s ``table`` imports before any child exists."""
+    preload = getattr(checks, "PROBE_PRELOAD", PRELOAD)
+    return tuple(preload.get(table, PRELOAD) if isinstance(preload, dict) else preload)
 
 
 def serve(module: str, table: str, sandboxed: bool) -> None:
-    import torch  # everything the children need is imported once, before any of them exists
-
-    torch.set_num_threads(1)  # no thread pool of torch's own in the children: every thread there is counted
-    try:
-        torch.set_num_interop_threads(1)
-    except RuntimeError:  # already set
-        pass
-
-    checks = importlib.import_module(module)
-    for name in ("labs_utils.evidence", "labs_utils.exercises", "labs_utils.tripwire",
-                 *getattr(checks, "PROBE_PRELOAD", PRELOAD)):
+    for pool in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):  # also for a torch first imported
+        os.environ[pool] = "1"  # by a child (a table that preloads none): one thread, which is the child's own
+    checks = importlib.import_module(module)  # everything the children need is imported once, before any exists
+    for name in ("labs_utils.evidence", "labs_utils.exercises", "labs_utils.tripwire", *preloaded(checks, table)):
         importlib.import_module(name)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)  # no thread pool of torch's own in the children: every thread there is counted
+        try:
+            torch.set_num_interop_threads(1)
+        except RuntimeError:  # already set
+            pass
     _prctl(4, 0)  # PR_SET_DUMPABLE 0: the children's uid cannot read our memory, /proc files or ptrace us
     _prctl(36, 1)  # PR_SET_CHILD_SUBREAPER: what a child leaves behind comes back to us (and is killed)
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -7,6 +7,8 @@ exercise only.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import grading_fixtures as gf
 import pytest
 from conftest import OPTIONS, SANDBOX, SANDBOX_FIX
@@ -17,7 +19,7 @@ from labs_utils.instructor.grading.probes import ProbeServer
 from labs_utils.instructor.grading.run import _probed, judged
 from labs_utils.instructor.grading.sandbox import sandbox_for
 
-pytestmark = pytest.mark.slow  # every test talks to a probe server: a fresh Python that imports torch
+pytestmark = pytest.mark.slow  # every test talks to a probe server: a fresh Python, in a sandbox
 
 LAB = gf.toy_labs()[1]
 DOUBLE = gf.GRADING_1[0]
@@ -94,9 +96,13 @@ def test_threads_and_processes_started_while_checked_fail_the_exercise_in_the_sa
 
 
 def test_torch_running_a_large_operation_starts_no_thread_of_its_own(server):
-    work = "    torch.ones(512, 512) @ torch.ones(512, 512)\n    return"
-    text = "import torch\n" + CORRECT.replace("    return", work)
-    reply, result = _score(server, text)
+    # A server that preloads torch, as the course's labs' do (toy lab 1's imports none: a child importing torch
+    # would start the processes of torch's own import, which count as the student's).
+    torch_lab = replace(LAB, table="GRADING_1_TORCH")
+    with ProbeServer(OPTIONS, torch_lab, server.sandbox) as torch_server:
+        work = "    torch.ones(512, 512) @ torch.ones(512, 512)\n    return"
+        text = "import torch\n" + CORRECT.replace("    return", work)
+        reply, result = _score(torch_server, text)
     assert (reply.spawned, result.points) == (0, 2), result
 
 
