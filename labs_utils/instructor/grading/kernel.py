@@ -19,6 +19,7 @@ from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 
+from .kernel_side import DROPPED
 from .results import CellOutcome
 from .sandbox import DATA, LIB, WORK, WORK_BYTES, Sandbox, data_folder
 
@@ -113,12 +114,16 @@ class _LeanClient(NotebookClient):
         super().__init__(*args, **kwargs)
         self.comm_open_handlers = {}  # no widget state, no Output-widget capture
         self.last_error: dict | None = None
+        self.dropped: list[str] = []  # the kernel's notices of outputs it did not send (kernel_side.cap_outputs)
         self.on_cell_error = self._remember_error
 
     def _remember_error(self, cell: Any, cell_index: int, execute_reply: dict) -> None:
         self.last_error = execute_reply.get("content", {})
 
     def output(self, outs: list, msg: dict, display_id: Any, cell_index: int) -> Any:
+        text = msg.get("content", {}).get("text") if msg.get("msg_type") == "stream" else None
+        if isinstance(text, str) and text.startswith(DROPPED) and len(self.dropped) < 3:
+            self.dropped.append(text[len(DROPPED):len(DROPPED) + 80].strip())
         return None
 
 
@@ -269,6 +274,7 @@ class KernelSession:
         self.nb.cells.append(cell)
         self.client.timeout = timeout
         self.client.last_error = None
+        self.client.dropped = []
         try:
             self.client.execute_cell(cell, len(self.nb.cells) - 1)
         except DeadKernelError:
@@ -290,6 +296,11 @@ class KernelSession:
         if not self._responds(timeout):  # leaving the session kills it
             raise KernelDied(f"ran past the {timeout} s timeout and ignored the interrupt, so the kernel was stopped")
         return CellOutcome.TIMEOUT, None
+
+    @property
+    def dropped(self) -> list[str]:
+        """The kernel's notices of outputs it did not send during the last :meth:`run` (sizes)."""
+        return self.client.dropped
 
     def _responds(self, timeout: int) -> bool:
         """After an interrupt: does the kernel answer again within the cell timeout?"""

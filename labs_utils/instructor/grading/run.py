@@ -103,6 +103,8 @@ def _run_cells(kernel: KernelSession, state: RunState) -> None:
             raise
         finally:
             state.cells_seconds += time.perf_counter() - start
+        for size in kernel.dropped:
+            state.note(f"{cell.label} produced an output the grader did not read ({size})")
         if outcome is CellOutcome.TIMEOUT:
             state.skipped.add(cell.index)  # interrupted now; left out of any re-run
             state.note(f"{cell.label} did not finish within {timeout} s and was interrupted")

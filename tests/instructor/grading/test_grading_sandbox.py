@@ -127,6 +127,9 @@ from IPython import get_ipython
 kernel = get_ipython().kernel
 kernel.session.send(kernel.iopub_socket, 'stream', {'name': 'stdout', 'text': 'x' * 600_000_000},
                     parent=kernel.get_parent())"""
+RAW_HUGE_MESSAGE = """
+from IPython import get_ipython
+get_ipython().kernel.iopub_socket.send_multipart([b'x' * 600_000_000])  # past the session, and its cap"""
 
 
 @pytest.fixture(scope="module")
@@ -191,11 +194,24 @@ def test_without_the_sandbox_the_repository_and_earlier_batches_are_readable(gra
 
 @pytest.mark.slow
 @needs_sandbox
-def test_a_600_mb_message_is_dropped_unread_and_the_rest_is_graded(tmp_path):
+def test_a_600_mb_output_is_replaced_by_a_notice_in_the_kernel_and_the_rest_is_graded(tmp_path):
     write_all(tmp_path, {"huge_lab1.ipynb": gf.with_cell(gf.toy_solution(1), 3, HUGE_MESSAGE)})
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB; grading runs in this process (one worker)
     r = grade_folder(tmp_path, workers=1, sandbox="require", screen=False, memory_limit=4 * 2**30)["huge_lab1"]
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 300 * 2**10  # not 600 MB, nor 3 GB
+    problems = "\n".join(r.problems)
+    assert r.total == 3, feedback(r)
+    assert "starting `from IPython import get_ipython`) produced an output the grader did not read (572 MiB" in problems
+    assert "kernel" not in problems, problems  # it went on: no crash, no re-run
+
+
+@pytest.mark.slow
+@needs_sandbox
+def test_a_600_mb_message_past_the_kernels_cap_is_dropped_unread_and_the_rest_is_graded(tmp_path):
+    write_all(tmp_path, {"huge_lab1.ipynb": gf.with_cell(gf.toy_solution(1), 3, RAW_HUGE_MESSAGE)})
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    r = grade_folder(tmp_path, workers=1, sandbox="require", screen=False, memory_limit=4 * 2**30)["huge_lab1"]
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 300 * 2**10
     # ZeroMQ cuts the message; in CI the kernel then once crashed (SIGSEGV) before the grader saw the cut. A dead
     # kernel disconnects too, so the grader cannot tell the two apart afterwards: either reason may be given, for
     # the cell that sent it, and the rest is graded all the same.
