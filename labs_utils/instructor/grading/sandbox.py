@@ -20,6 +20,7 @@ import importlib.util
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -29,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import labs_utils
+
+from . import cgroups
 
 KERNEL_UID = 65534  # "nobody"
 BASE = "/labs-grading"
@@ -240,8 +243,17 @@ class Sandbox:
         init += [f"--limit={name}={value}" for name, value in self.limits]
         init += [f"--uid={KERNEL_UID}"] if self.as_root else []
         handover = f"chown -R {KERNEL_UID}:{KERNEL_UID} \"$1\" || exit 1; " if self.as_root else ""
+        handover += "".join(f"echo $$ > {shlex.quote(procs)} || exit 1; " for procs in self._cgroup())
         return ["/bin/sh", "-c", f'{handover}exec 3<"$2" && rm -f "$2" && shift 2 && exec "$@"', "sh",
                 str(Path(workdir).resolve()), path, binary, "--args", "3", "--", *init, "--", *argv]
+
+    def _cgroup(self) -> list[str]:
+        """A new cgroup for one sandboxed process tree (see :mod:`.cgroups`): its heap limit, its tmpfs caps and
+        1 GiB for code and libraries in all, and its process limit; [] where none can be made."""
+        limits = dict(self.limits)
+        data = limits.get("RLIMIT_DATA", 0)
+        memory = data + WORK_BYTES + TMP_BYTES + SHM_BYTES + 2**30 if data > 0 else 0
+        return cgroups.create(memory, limits.get("RLIMIT_NPROC", 1024))
 
     def seal(self, workdir: str) -> None:
         """After the kernel has started: as root, take its connection folder back (it can no longer write there

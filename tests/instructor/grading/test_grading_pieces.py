@@ -14,6 +14,7 @@ from conftest import needs_sandbox
 
 from labs_utils import evidence as ev
 from labs_utils.exercises import Exercise, Part
+from labs_utils.instructor.grading import cgroups
 from labs_utils.instructor.grading.batch import collect
 from labs_utils.instructor.grading.cli import Maxima, review_rows
 from labs_utils.instructor.grading.kernel import death
@@ -264,6 +265,41 @@ def test_sandbox_sees_only_its_own_processes(tmp_path):
     out = subprocess.run(command, capture_output=True, text=True, check=True)
     processes, init = out.stdout.split(" ", 1)
     assert int(processes) <= 3 and init.strip().endswith("bwrap', '--args', '3']")  # no path, no grader command line
+
+
+# Each child stays under the per-process heap limit (200 MiB); together they pass the cgroup's cap of the sandbox
+# (that limit, the tmpfs caps and 1 GiB: about 2 GiB), and only the cgroup can tell.
+FORKS = """
+import os, time
+pids = []
+for _ in range(14):
+    pid = os.fork()
+    if pid == 0:
+        block = bytearray(180 * 2**20)
+        for i in range(0, len(block), 4096):
+            block[i] = 1
+        time.sleep(3)  # all of them hold their block at once
+        os._exit(0)
+    pids.append(pid)
+print(sorted(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in pids))
+"""
+
+
+@needs_sandbox
+@pytest.mark.skipif(not cgroups._parents(), reason="cgroups can be made only by root, where the hierarchy is writable")
+@pytest.mark.parametrize("capped", [True, False])
+def test_a_kernels_processes_share_one_memory_cap(tmp_path, monkeypatch, capped):
+    if not capped:
+        monkeypatch.setattr(cgroups, "create", lambda *args: [])
+    command = Sandbox(limits=(("RLIMIT_DATA", 200 * 2**20),)).command(str(tmp_path), [sys.executable, "-c", FORKS], {})
+    codes = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+    assert set(codes) <= {0, -9} and (-9 in codes) == capped, codes  # SIGKILL for one child or more, with a cgroup
+    for _ in range(50):  # and the cgroup is removed once its processes are gone (they exit after the sandbox's init)
+        cgroups.release()
+        if not cgroups._made:
+            break
+        time.sleep(0.1)
+    assert not cgroups._made
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc (Linux)")
