@@ -172,18 +172,25 @@ class RepeatedRatios:
     ratios: dict  # name -> one ratio per round
     clock: str
 
+    def shown(self) -> dict:
+        """The ratios as :meth:`summary` prints them, to 2 decimals: its medians and ranges are computed from
+        these, so that a reader who subtracts the printed values gets the printed range."""
+        return {name: tuple(round(r, 2) for r in ratios) for name, ratios in self.ratios.items()}
+
     @property
     def spread(self) -> float:
-        """The largest range (max - min) of one step's ratio between rounds: the noise of one measurement."""
-        return max(max(r) - min(r) for r in self.ratios.values())
+        """The largest range (max - min) of one step's printed ratios between rounds: the noise of one measurement."""
+        return max(max(r) - min(r) for r in self.shown().values())
 
     def summary(self) -> str:
         """Each step's ratios, their median and their range (max - min), and the largest range: measurements
         only, the comparison between the steps is the reader's."""
-        lines = [f"{name:12s} {' '.join(f'{r:.2f}' for r in ratios)}   median {statistics.median(ratios):.2f}"
-                 f"   range {max(ratios) - min(ratios):.2f}" for name, ratios in self.ratios.items()]
+        shown = self.shown()
+        width = max(12, *(len(name) for name in shown))
+        lines = [f"{name:{width}s} {' '.join(f'{r:.2f}' for r in ratios)}   median {statistics.median(ratios):.2f}"
+                 f"   range {max(ratios) - min(ratios):.2f}" for name, ratios in shown.items()]
         lines.append(f"the same step's ratio to {self.reference} varied by up to {self.spread:.2f} between the "
-                     f"{len(next(iter(self.ratios.values())))} rounds ({self.clock})")
+                     f"{len(next(iter(shown.values())))} rounds ({self.clock})")
         return "\n".join(lines)
 
 

@@ -372,6 +372,14 @@ def test_repeated_ratios_summary_prints_medians_and_ranges_but_no_verdict():
         assert "noise" not in text and "apart" not in text and "differ" not in text
 
 
+def test_repeated_ratios_ranges_are_those_of_the_printed_ratios():
+    # unrounded, 1.446 - 1.394 = 0.052 would print 0.05; the printed ratios 1.39 and 1.45 differ by 0.06
+    ratios = lab2.RepeatedRatios("plain", {"plain, x requires grad": (1.394, 1.446)}, "CPU time")
+    first = ratios.summary().splitlines()[0]
+    assert "1.39 1.45" in first and "range 0.06" in first and ratios.spread == pytest.approx(0.06)
+    assert first.startswith("plain, x requires grad 1.39")  # a long name widens the column
+
+
 def test_blocks_work_share_counts_the_blocks_flops_against_the_whole_forward():
     cnn = lab2.deep_cnn(n_blocks=4, channels=8)
     images = torch.randn(2, 1, 28, 28)
