@@ -33,8 +33,8 @@ def ratio_diagnosis(name: str, values: dict[str, Any], ratio: float) -> str | No
     if name == "rmsprop":
         alpha = values["alpha"]
         known += [(math.sqrt((1 - alpha) / alpha),
-                   "alpha and 1 − alpha look swapped: the running average keeps alpha of the old value, "
-                   "s ← alpha·s + (1 − alpha)·g²."),
+                   "alpha and 1 − alpha look swapped: in the running average alpha is the weight of the old "
+                   "value, as ρ is in the slides' formula."),
                   (math.sqrt(1 - alpha),
                    "Your first step is √(1 − alpha) times torch's: after one step your s is g², torch's is "
                    "(1 − alpha)·g². torch starts s at 0, does not correct for bias and weighs the new g² by "
