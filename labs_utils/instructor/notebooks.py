@@ -34,7 +34,8 @@ CODE_STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")
 TOP_LEVEL_CODE_STUB = ("# YOUR CODE HERE",)
 MARKDOWN_BEGIN = "<!-- BEGIN SOLUTION -->"
 MARKDOWN_END = "<!-- END SOLUTION -->"
-ANSWER_PROMPT = "**Your answer:** _(double-click to edit; back it up with a number or a figure from this notebook)_"
+ANSWER_PROMPT = ("**Your answer:** _(double-click to edit; show your steps, and back each claim about a result with a "
+                 "number or a figure from this notebook)_")
 
 # Only these keys are written: what JupyterLab and Colab use, nothing tied to one machine or editor.
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}

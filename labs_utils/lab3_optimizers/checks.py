@@ -18,7 +18,7 @@ __all__ = ["check_optimizer", "check_fit_rate", "check_stability", "OPTIMIZER_NA
 
 LAB = LabInfo(3, "optimizers", "lab3_optimizers")
 
-WORKED = ("RMSProp", "AdamW")  # given in the notebook as worked steps (their update rule is printed there): not graded
+WORKED = ("AdaGrad", "AdamW")  # given in the notebook as worked steps (their update rule is printed there): not graded
 CHECKS = [*OPTIMIZERS, FIT_RATE, STABILITY]  # every check the lab offers, graded or not
 GRADING = [exercise for exercise in CHECKS if exercise.name not in WORKED]
 
@@ -26,7 +26,7 @@ GRADING = [exercise for exercise in CHECKS if exercise.name not in WORKED]
 def check_optimizer(name: str, cls: type) -> None:
     """Check an optimizer class against its torch.optim counterpart, step for step, part by part.
 
-    ``name`` is one of "sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw", "adagrad" (RMSProp and AdamW are
+    ``name`` is one of "sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw", "adagrad" (AdaGrad and AdamW are
     worked steps of the notebook, checked on request but not graded).
     """
     if name not in SPECS:

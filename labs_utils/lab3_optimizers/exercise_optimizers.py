@@ -12,7 +12,7 @@ on its own scenarios, so one mistake costs the parts it shows in, not the rest:
 - "parameter groups, late and missing gradients": per-group hyperparameters, ``.grad`` None before the first
   gradient, after the last one and in between (Adam's step count is per parameter);
 - "hyperparameters changed between steps": a ``LambdaLR`` scheduler and ``param_groups`` edited mid-run;
-- "weight decay" (Adam, AdamW, AdaGrad): where the decay goes;
+- "weight decay" (RMSProp, Adam, AdamW, AdaGrad): where the decay goes;
 - the torch.optim contract, judged against the student's own plain run (so a wrong formula does not hide it):
   ``step(closure)`` calls the closure and returns its loss, gradients written in place give the same steps as
   fresh ones, ``state_dict()`` loaded into a fresh optimizer continues the run, and no step changes ``p.grad``,

@@ -70,10 +70,22 @@ def limit(case: Case, curvature: float, beta: float, decay: float) -> float:
 
 
 def _nesterov_radius(h: float, beta: float) -> float:
-    """Spectral radius of PyTorch's Nesterov on f = x²/2 with αL = h, state (x, α·v)."""
-    # v ← βv + x;  x ← x − α(x + βv_new), written for w = α·v
-    matrix = np.array([[1 - h - beta * h, -beta * beta], [h, beta]])
-    return float(np.abs(np.linalg.eigvals(matrix)).max())
+    """Spectral radius of one step of torch.optim.SGD(nesterov=True) on f = x²/2 with lr h.
+
+    The step is linear in the state (x, momentum buffer): its matrix is measured column by column, by letting
+    torch take one step from each unit state (without momentum the state is x alone).
+    """
+    if beta == 0:
+        return abs(1 - h)
+    columns = []
+    for x0, v0 in ((1.0, 0.0), (0.0, 1.0)):
+        x = torch.tensor([x0], dtype=torch.float64, requires_grad=True)
+        optimizer = torch.optim.SGD([x], lr=h, momentum=beta, nesterov=True)
+        optimizer.state[x]["momentum_buffer"] = torch.tensor([v0], dtype=torch.float64)
+        x.grad = x.detach().clone()  # the gradient of x²/2
+        optimizer.step()
+        columns.append([x.item(), optimizer.state[x]["momentum_buffer"].item()])
+    return float(np.abs(np.linalg.eigvals(np.array(columns).T)).max())
 
 
 def nesterov_limit(beta: float) -> float:

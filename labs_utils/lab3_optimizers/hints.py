@@ -33,12 +33,13 @@ def ratio_diagnosis(name: str, values: dict[str, Any], ratio: float) -> str | No
     if name == "rmsprop":
         alpha = values["alpha"]
         known += [(math.sqrt((1 - alpha) / alpha),
-                   "alpha and 1 − alpha look swapped: the running average keeps alpha of the old value, "
-                   "s ← alpha·s + (1 − alpha)·g²."),
+                   "alpha and 1 − alpha look swapped: in the running average alpha is the weight of the old "
+                   "value, as ρ is in the slides' formula."),
                   (math.sqrt(1 - alpha),
                    "Your first step is √(1 − alpha) times torch's: after one step your s is g², torch's is "
-                   "(1 − alpha)·g². torch starts s at 0 and does not correct for bias, s ← alpha·s + (1 − alpha)·g² "
-                   "from s = 0: do not divide s by (1 − alphaᵗ) and do not start s at g².")]
+                   "(1 − alpha)·g². torch starts s at 0, does not correct for bias and weighs the new g² by "
+                   "(1 − alpha): do not divide s by (1 − alphaᵗ), do not start s at g², and do not add g² "
+                   "without that weight (a plain sum of g² is AdaGrad's, not a running average).")]
     if name in ("adam", "adamw"):
         beta1, beta2 = values["betas"]
         known += [((1 - beta1) / math.sqrt(1 - beta2),
@@ -55,7 +56,7 @@ def ratio_diagnosis(name: str, values: dict[str, Any], ratio: float) -> str | No
 def decay_diagnosis(name: str, lr: float, values: dict[str, Any], before: torch.Tensor, difference: torch.Tensor
                     ) -> str | None:
     """Recognise a difference proportional to the parameter itself: a weight-decay term that is off."""
-    if name not in ("adam", "adamw", "adagrad") or before.numel() < 3 or difference.abs().max() == 0:
+    if name not in ("rmsprop", "adam", "adamw", "adagrad") or before.numel() < 3 or difference.abs().max() == 0:
         return None
     x, y = before.flatten().double(), difference.flatten().double()
     c = float((x @ y) / (x @ x))
@@ -69,6 +70,9 @@ def decay_diagnosis(name: str, lr: float, values: dict[str, Any], before: torch.
                              "θ ← θ·(1 − lr·weight_decay).")
         return detail + (" AdamW decays the weights directly, θ ← θ·(1 − lr·weight_decay), before the Adam update, "
                          "and does not add weight_decay·θ to the gradient.")
+    if name == "rmsprop":
+        return detail + (" RMSProp's weight_decay is an L2 term added to the gradient, g ← g + weight_decay·θ, "
+                         "before g² joins the running average (torch.optim.RMSprop does that).")
     if name == "adagrad":
         return detail + (" AdaGrad's weight_decay is an L2 term added to the gradient, g ← g + weight_decay·θ, "
                          "before g² joins the sum (torch.optim.Adagrad does that).")
@@ -81,6 +85,9 @@ def weight_decay_hint(name: str) -> str:
     if name == "adamw":
         return (" Weight decay: torch multiplies θ by (1 − lr·weight_decay) BEFORE the Adam update (decaying "
                 "after it also shrinks the update), and never adds weight_decay·θ to the gradient.")
+    if name == "rmsprop":
+        return (" Weight decay in RMSProp is L2: g = p.grad + weight_decay·θ (a new tensor), computed before g² "
+                "joins the running average, and used for both the average and the step.")
     if name == "adagrad":
         return (" Weight decay in AdaGrad is L2: g = p.grad + weight_decay·θ (a new tensor), computed before g² is "
                 "added to the sum, and used for both the sum and the step.")

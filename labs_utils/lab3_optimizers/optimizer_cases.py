@@ -72,9 +72,12 @@ SPECS = {
     "nesterov": Spec("Nesterov", _torch("SGD", nesterov=True), {"momentum": 0.9}, {"momentum": 0.7}, 0.02, 0.2,
                      "v ← momentum·v + g (v₁ = g) as in Momentum, then the step you derived from Sutskever's "
                      "look-ahead form (the first step is (1 + momentum)·lr·g)", dict(_HEAVY)),
-    "rmsprop": Spec("RMSProp", _torch("RMSprop"), {"alpha": 0.99, "eps": 1e-8}, {"alpha": 0.9}, 1e-3, 0.05,
-                    "s ← alpha·s + (1 − alpha)·g² (s starts at 0), then θ ← θ − lr·g / (√s + eps)",
-                    {BASIC: 0.25, EPS: 0.25, STATE: 0.25, GROUPS: 0.25, CHANGES: 0.25, CONTRACT: 0.25}),
+    "rmsprop": Spec("RMSProp", _torch("RMSprop"), {"alpha": 0.99, "eps": 1e-8, "weight_decay": 0.0}, {"alpha": 0.9},
+                    1e-3, 0.05, "the slides' running average of g² per parameter (it starts at 0, without a bias "
+                    "correction; alpha is the weight of the old value), with eps added after the square root; with "
+                    "weight_decay, the L2 term is added to the gradient first",
+                    {BASIC: 0.25, EPS: 0.25, STATE: 0.25, GROUPS: 0.25, CHANGES: 0.125, DECAY: 0.25, CONTRACT: 0.125},
+                    decay={"weight_decay": 0.05}),
     "adam": Spec("Adam", _torch("Adam"), {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0},
                  {"betas": (0.8, 0.95)}, 1e-2, 0.1, _ADAM_UPDATE,
                  {BASIC: 0.25, EPS: 0.25, STATE: 0.25, GROUPS: 0.25, CHANGES: 0.25, DECAY: 0.5, CONTRACT: 0.25},

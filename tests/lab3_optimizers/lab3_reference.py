@@ -74,13 +74,18 @@ class NesterovMomentum(Heavy):
 
 
 class RMS(torch.optim.Optimizer):
+    """RMSProp, torch's conventions: L2 in the gradient, s ← alpha·s + (1 − alpha)·g², θ ← θ − lr·g/(√s + eps)."""
+
     eps_inside = False
     swapped = False
     bias_correction = False
     start_at_g2 = False
+    new_weight = None  # the weight of g² in the average: None for (1 − alpha); 1.0 for alpha·s + g²
+    keep_weight = None  # the weight of the old s: None for alpha; 1.0 with new_weight=1.0 is AdaGrad's sum
+    decay_after_average = False  # s averages the raw gradient, the step uses g + weight_decay·θ
 
-    def __init__(self, params, lr, alpha=0.99, eps=1e-8):
-        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps))
+    def __init__(self, params, lr, alpha=0.99, eps=1e-8, weight_decay=0.0):
+        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay))
 
     def hyper(self, group, key):
         return group[key]
@@ -95,17 +100,22 @@ class RMS(torch.optim.Optimizer):
             alpha = self.hyper(group, "alpha")
             alpha = 1 - alpha if self.swapped else alpha
             lr, eps = self.hyper(group, "lr"), self.hyper(group, "eps")
+            wd = self.hyper(group, "weight_decay")
             for p in group["params"]:
-                g = self.gradient(p)
-                if g is None:
+                raw = self.gradient(p)
+                if raw is None:
                     continue
+                g = raw.add(p, alpha=wd)
+                averaged = raw if self.decay_after_average else g
                 state = self.state[p]
                 if not state:
                     state["s"] = g * g if self.start_at_g2 else torch.zeros_like(p)
                     state["t"] = 0
                 state["t"] += 1
                 s = state["s"]
-                s.mul_(alpha).addcmul_(g, g, value=1 - alpha)
+                keep = alpha if self.keep_weight is None else self.keep_weight
+                new = 1 - alpha if self.new_weight is None else self.new_weight
+                s.mul_(keep).addcmul_(averaged, averaged, value=new)
                 s_hat = s / (1 - alpha ** state["t"]) if self.bias_correction else s
                 denom = (s_hat + eps).sqrt() if self.eps_inside else s_hat.sqrt().add_(eps)
                 p.addcdiv_(g, denom, value=-lr)

@@ -155,9 +155,10 @@ class RMSOutOfPlace(RMS):
             a = group["alpha"]
             for p in group["params"]:
                 if p.grad is not None:
-                    s = a * self.state[p].get("s", torch.zeros_like(p)) + (1 - a) * p.grad ** 2
+                    g = p.grad + group["weight_decay"] * p
+                    s = a * self.state[p].get("s", torch.zeros_like(p)) + (1 - a) * g ** 2
                     self.state[p]["s"] = s
-                    p -= group["lr"] * p.grad / (torch.sqrt(s) + group["eps"])
+                    p -= group["lr"] * g / (torch.sqrt(s) + group["eps"])
         return loss
 
 
@@ -293,7 +294,8 @@ def test_adamw_with_wrong_decay_loses_only_the_decay_part(mutation, fragment):
     assert "every hyperparameter" not in verdicts("adamw", cls)[DECAY]
 
 
-@pytest.mark.parametrize("name, base, also", [("sgd", PlainSGD, []), ("momentum", Heavy, []), ("rmsprop", RMS, [EPS])])
+@pytest.mark.parametrize("name, base, also", [("sgd", PlainSGD, []), ("momentum", Heavy, []),
+                                              ("rmsprop", RMS, [EPS, DECAY])])
 def test_ignoring_group_hyperparameters_fails_the_parts_with_groups_only(name, base, also):
     class DefaultsOnly(base):
         def hyper(self, group, key):
@@ -364,7 +366,7 @@ def test_missing_argument_name_is_rejected():
         def __init__(self, params, lr, rho=0.99, eps=1e-8):
             super().__init__(params, dict(lr=lr, rho=rho, eps=eps))
 
-    rejects("rmsprop", NoAlpha, "no parameter(s) alpha", "RMSProp(params, lr, alpha=0.99, eps=1e-08)")
+    rejects("rmsprop", NoAlpha, "no parameter(s) alpha", "RMSProp(params, lr, alpha=0.99, eps=1e-08, weight_decay=0.0)")
 
 
 def test_not_an_optimizer_class_is_rejected():

@@ -248,7 +248,7 @@ class ZerosForMissingGradients:
     ("momentum", Heavy, [GROUPS], "A missing gradient is not a zero gradient"),
     ("nesterov", NesterovMomentum, [GROUPS], "A missing gradient is not a zero gradient"),
     ("adam", Adaptive, [DECAY, GROUPS], "A missing gradient is not a zero gradient"),
-    ("rmsprop", RMS, [GROUPS], "its state did not decay"),
+    ("rmsprop", RMS, [DECAY, GROUPS], "its state did not decay"),
 ])
 def test_a_missing_gradient_treated_as_zeros_fails(name, base, parts, fragment):
     cls = type("Zeros", (ZerosForMissingGradients, base), {})
