@@ -34,9 +34,8 @@ class Challenge:
     MSE of at most ``target_mse`` (full mode); and the check's own training: ``check_steps`` Adam steps at
     ``check_lr`` on batches of ``check_batch`` of ``check_digits`` training digits, from seed ``check_seed``, to a
     validation MSE of at most ``check_mse`` on the last ``check_val_digits`` bundled training digits, which it
-    never trains on (the section 4 design: 0.02-0.035; the
-    mean image: 0.068; an untrained model: 0.1-0.25), and at most ``check_good_mse`` for the second part (the
-    notebook's 36,000-number design: 0.023; the same with 8, 16, 8 channels, 13,000 numbers: 0.041)."""
+    never trains on (the mean image: 0.068; an untrained model: 0.1-0.25), and at most ``check_good_mse`` for the
+    second part."""
 
     code_dim: int = 32
     max_numbers: int = 50_000

@@ -15,20 +15,20 @@ from ..widgets import slider_figure
 from .analysis import PCA, Corruption, Images, median_filter, psnr
 
 # Okabe-Ito has 8 colours; two more from Paul Tol's palette (grey, wine) make 10. They are assigned so that the
-# digits whose codes overlap (4/7/9, 3/5/8, 1/7, 2/5/6, 0/6) never get two similar hues (orange/yellow, pink/wine,
-# blue/sky blue).
-DIGIT_COLORS = ("#E69F00", "#56B4E9", "#F0C400", "#882255", "#CC79A7", "#D55E00", "#000000", "#009E73", "#999999",
-                "#0072B2")
+# digits whose codes overlap (4/7/9, 3/5/8, 1/7, 1/9, 3/4, 2/5/6, 0/6) never get two similar hues, and every digit
+# has its own marker too, so that the classes stay apart for colour-blind readers and in the crowded centre.
+DIGIT_COLORS = ("#E69F00", "#999999", "#F0C400", "#882255", "#009E73", "#D55E00", "#000000", "#0072B2", "#56B4E9",
+                "#CC79A7")
+DIGIT_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
 
 
-
-def _draw_codes(ax, codes: torch.Tensor, labels: torch.Tensor, size: float = 7.0, alpha: float = 0.7) -> None:
+def _draw_codes(ax, codes: torch.Tensor, labels: torch.Tensor, size: float = 10.0, alpha: float = 0.7) -> None:
     codes = codes.detach().cpu()
     centres = {}
     for digit in range(10):
         chosen = codes[labels == digit]
         ax.scatter(chosen[:, 0], chosen[:, 1], s=size, alpha=alpha, color=DIGIT_COLORS[digit],
-                   label=str(digit), linewidths=0)
+                   marker=DIGIT_MARKERS[digit], label=str(digit), linewidths=0)
         if len(chosen):
             centres[digit] = chosen.median(dim=0).values.tolist()
     # Zoom on the bulk of the codes: a few far outliers would squeeze everything else into a corner.
