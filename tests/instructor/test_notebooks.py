@@ -208,6 +208,16 @@ def test_student_notebook_suits_colab_and_jupyterlab_and_hides_the_solutions(pat
         assert marker not in raw
 
 
+@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.stem)
+def test_no_cell_holds_a_control_character(path):
+    # "\frac" written through a Python string that was not raw becomes a form feed and "rac": LaTeX that renders as
+    # "rac{B}{F+B}" in the one cell that explains a measurement.
+    for notebook in (path, ROOT / "notebooks" / path.name):
+        cells = nbformat.read(notebook, as_version=4).cells
+        bad = [(i, hex(ord(ch))) for i, c in enumerate(cells) for ch in c.source if ord(ch) < 32 and ch not in "\n\t"]
+        assert bad == [], f"{notebook.name}: (cell, character) {bad[:5]}"
+
+
 # ----------------------------------------------------------------------------- running the real student notebooks
 
 LABS_WITH_EXERCISES = [p for p in SOLUTIONS if "### BEGIN SOLUTION" in p.read_text(encoding="utf-8")]
