@@ -256,8 +256,9 @@ def divergence_threshold(make_optimizer: Callable[[Sequence[torch.Tensor], float
                          iterations: int = 30) -> float:
     """The learning rate where runs start to diverge, by bisection between ``low`` (converges) and ``high``.
 
-    Section 1's demonstration on the ravine, judged by :func:`is_diverging` over ``steps`` steps; not meant as
-    a template for Exercise 5.
+    Section 1's demonstration on the ravine, judged by :func:`is_diverging` over ``steps`` steps. Exercise 5's
+    check refuses it (a ``largest_stable_lr`` that calls this or any other course helper earns 0): the exercise
+    asks for a stability test of your own that is right just below and just above the limit.
     """
     def diverges(lr: float) -> bool:
         return is_diverging(run_optimizer(lambda params: make_optimizer(params, lr), landscape, steps=steps))
