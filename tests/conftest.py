@@ -22,3 +22,21 @@ def _gradients_stay_on():
     if not torch.is_grad_enabled():
         torch.set_grad_enabled(True)
         pytest.fail("this test left torch's grad mode off (torch.set_grad_enabled(False) never undone)")
+
+
+# pytest-xdist hands whole files to its workers in collection order (pyproject: --dist loadfile,
+# --no-loadscope-reorder): the files that grade batches of notebooks in one module-wide fixture (minutes each) go
+# first, so they run side by side from the start and the many short files fill in around them, instead of one of
+# them starting last and running alone at the end (xdist's own order is by number of tests).
+LONGEST_FIRST = ("tests/instructor/test_notebooks.py", "tests/instructor/grading/test_grading_batch.py",
+                 "tests/instructor/grading/test_grading_sandbox.py", "tests/instructor/grading/test_grading_attacks.py",
+                 "tests/lab1_autoencoders/test_lab1_models.py", "tests/core/test_widgets.py")
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item) -> int:
+        path = item.nodeid.split("::")[0]
+        return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: the order within a file, and of the other files, stays
+
