@@ -128,9 +128,10 @@ def _change_hint(setup: Setup, index: int, group: int, hyper: list, before: torc
             "...), not from self.defaults, the constructor's arguments or values saved on the first step: "
             "schedulers and users change param_groups between steps.")
     if setup.name in ("momentum", "nesterov") and "lr" in what:
-        text += (" If your velocity holds the learning rate (v ← momentum·v − lr·g, θ ← θ + v), it is torch's "
-                 "velocity times −lr: the two agree while lr is constant and part when it changes. torch keeps "
-                 "lr outside the velocity: v ← momentum·v + g, θ ← θ − lr·v.")
+        text += (" If your velocity holds the learning rate (v ← momentum·v − lr·g), it is torch's velocity times "
+                 "−lr: the two agree while lr is constant and part when it changes. torch keeps lr outside the "
+                 "velocity and applies the group's current lr only in the step"
+                 + (": v ← momentum·v + g, θ ← θ − lr·v." if setup.name == "momentum" else "."))
     return text
 
 

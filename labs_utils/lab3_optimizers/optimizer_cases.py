@@ -70,8 +70,8 @@ SPECS = {
     "momentum": Spec("Momentum", _torch("SGD"), {"momentum": 0.9}, {"momentum": 0.7}, 0.02, 0.2,
                      "v ← momentum·v + g (v starts at 0, so v₁ = g), then θ ← θ − lr·v", dict(_HEAVY)),
     "nesterov": Spec("Nesterov", _torch("SGD", nesterov=True), {"momentum": 0.9}, {"momentum": 0.7}, 0.02, 0.2,
-                     "v ← momentum·v + g (v₁ = g) as in Momentum, then the step you derived from Sutskever's "
-                     "look-ahead form (the first step is (1 + momentum)·lr·g)", dict(_HEAVY)),
+                     "the update you derived from Sutskever's look-ahead form, in torch's units (lr outside the "
+                     "velocity, the velocity starting at 0; the first step is (1 + momentum)·lr·g)", dict(_HEAVY)),
     "rmsprop": Spec("RMSProp", _torch("RMSprop"), {"alpha": 0.99, "eps": 1e-8, "weight_decay": 0.0}, {"alpha": 0.9},
                     1e-3, 0.05, "the slides' running average of g² per parameter (it starts at 0, without a bias "
                     "correction; alpha is the weight of the old value), with eps added after the square root; with "
