@@ -43,6 +43,7 @@ _EXPORTS = {
     "count_calls": "experiments",
     "gradient_error": "experiments",
     "fast_note": "experiments",
+    "raised_at": "pitfalls",
     "first_checkpoint_cost": "experiments",
     "segment_annotation": "figures",
     "plot_memory_timeline": "figures",
@@ -51,4 +52,4 @@ _EXPORTS = {
     "plot_block_memory": "figures",
 }
 __getattr__, __dir__, __all__ = lazy_module(
-    __name__, ("tracker", "model", "experiments", "figures", "checks"), _EXPORTS)
+    __name__, ("tracker", "model", "experiments", "pitfalls", "figures", "checks"), _EXPORTS)

@@ -108,16 +108,15 @@ def _judge_dropout_case(case: dict, n_blocks: int, segment_size: int, seed: int)
             gradients = with_hint(
                 f"The gradients {place} differ from plain backprop's by up to {worst:.3g} (should be below 1e-10): "
                 "the replay drew other dropout masks than the forward pass.",
-                "In forward, save the random state before running the segment (torch.get_rng_state()); in "
-                "backward, set it (torch.set_rng_state) before the replay, so dropout draws the same masks.")
+                "The replay must start from the random state the segment's forward pass started from, or "
+                "dropout draws other masks.")
     state = close(case.get("next_random"), next_random)
     rng = None if state is not None and state == 0.0 else with_hint(
         f"After backward {place}, the next random numbers differ from those after plain backprop: your replay "
         "moved the caller's random generator.",
-        "Restore the segment's random state for the replay only: run it inside `with torch.random.fork_rng("
-        "devices=[]):` (or keep torch.get_rng_state() before setting the saved one, and set it back after the "
-        "replay). Otherwise the generator ends where an early segment's forward left it, and later dropout masks "
-        "repeat earlier ones.")
+        "The segment's saved random state must be current during the replay only: when backward returns, "
+        "the generator must be where it was when backward began. Otherwise it ends where an early segment's "
+        "forward left it, and later dropout masks repeat earlier ones.")
     return gradients, rng
 
 

@@ -192,10 +192,9 @@ def _judge_overwritten(record: Any, name: str, seed: int, gate: str | None) -> s
         return "The check's evidence is malformed."
     n_blocks, segment_size, in_place, _ = CASES[name]
     where = _where(name)
-    fix = ("Keep an intact checkpoint: save a copy of the segment's input made *before* the segment runs "
-           "(x.detach().clone()), and replay from a tensor the segment may modify in place (not a leaf that "
-           "requires grad); or record x._version before the segment runs and raise in backward, before "
-           "the replay, when it changed.")
+    fix = ("The replay must start from the segment's input as it was *before* the segment ran, and from a "
+           "tensor that the segment's in-place operations are allowed to modify; or detect the overwrite and "
+           "raise in backward, before the replay.")
     if "error" in record:
         if record.get("error_phase") == "forward":
             return None  # caught when it happened
@@ -206,9 +205,10 @@ def _judge_overwritten(record: Any, name: str, seed: int, gate: str | None) -> s
             return None  # raised in backward before replaying an overwritten checkpoint
         return with_hint(f"Your function raised {where} while replaying a segment whose checkpoint had been "
                          f"overwritten: {_first_part(record['error'])}\nThat error does not come from a check "
-                         "of yours: the replay had already started from the overwritten input (a copy made after "
-                         "the segment ran, or a detach(), shares or repeats the overwritten values), and only "
-                         "failed on another rule; with ctx.needs_input_grad the same replay runs silently.", fix)
+                         "of yours: the replay started from a tensor the segment modifies in place (the overwritten "
+                         "input itself, or a leaf that requires grad, which autograd forbids modifying in place) and "
+                         "failed on autograd's leaf rule; a replay that starts from the overwritten input without "
+                         "that rule (as with ctx.needs_input_grad) runs silently.", fix)
     error = _relative_error(record, name, seed)
     if error is None or error > 1e-10:
         return with_hint(f"The output or gradients {where} differ from plain backprop's"

@@ -176,8 +176,8 @@ def test_correct_implementation_passes_with_fresh_seeds(seed):
 
 
 @pytest.mark.parametrize("implementation, parts, message", [
-    (checkpointed_saved_input, {DROPOUT_GRADIENTS, RNG_LEFT_ALONE}, "torch.get_rng_state()"),
-    (set_without_reset, {RNG_LEFT_ALONE}, "fork_rng"),
+    (checkpointed_saved_input, {DROPOUT_GRADIENTS, RNG_LEFT_ALONE}, "the random state the segment's forward"),
+    (set_without_reset, {RNG_LEFT_ALONE}, "where it was when backward began"),
     (one_state_for_all_segments, {DROPOUT_GRADIENTS}, "other dropout masks"),
     (reseeds, {DROPOUT_GRADIENTS, RNG_LEFT_ALONE}, "do not draw random numbers yourself"),
     (fork_rng_retain_graph, {STILL_CHECKPOINTING}, "the segments replayed before were not freed"),

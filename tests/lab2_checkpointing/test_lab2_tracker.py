@@ -460,3 +460,26 @@ def test_cnns_classify_mnist_sized_images(model):
     assert model(images).shape == (3, 10)
     assert model(images, lambda blocks, h: blocks(h)).shape == (3, 10)
     assert labels.shape == (3,)
+
+
+def test_raised_at_names_the_line_of_a_custom_backward_not_torchs_code():
+    from labs_utils.lab2_checkpointing import raised_at
+
+    class ReplayOnLeaf(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x * 2
+
+        @staticmethod
+        def backward(ctx, grad_output):
+            x = ctx.saved_tensors[0].detach().requires_grad_()
+            with torch.enable_grad():
+                torch.nn.functional.leaky_relu(x, 0.1, inplace=True)  # the leaf rule raises here
+            return grad_output
+
+    try:
+        ReplayOnLeaf.apply(torch.randn(3, requires_grad=True) * 1.0).sum().backward()
+    except RuntimeError as error:
+        where = raised_at(error)
+    assert where.startswith("`backward`, at `torch.nn.functional.leaky_relu(x, 0.1, inplace=True)")
