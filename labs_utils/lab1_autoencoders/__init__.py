@@ -30,6 +30,8 @@ _EXPORTS = {
     "Corruption": "analysis",
     "without_batchnorm": "experiments",
     "batchnorm_seeds": "experiments",
+    "second_seed": "experiments",
+    "seed_changes": "experiments",
     "CHALLENGE": "exercise_challenge",
     "model_size": "_measures",
     "challenge_verdict": "experiments",

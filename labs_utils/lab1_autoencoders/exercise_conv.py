@@ -130,8 +130,8 @@ def _judge_learns(evidence: dict, base_trains: str | None, bottleneck: str | Non
                          f"{SEED}), {name} reaches a validation MSE of {mse:.4f} on {VAL_DIGITS} held-out digits; the "
                          f"contract asks for at most {TARGET_MSE} (drawing the mean image scores about 0.068).",
                          "a network that learns this fast has enough feature maps (tens per layer, more as the maps "
-                         "shrink), ReLU between layers and BatchNorm after the (transposed) convolutions; section 4's "
-                         "BatchNorm experiment shows what a run without it can do.")
+                         "shrink), ReLU between layers and the BatchNorm layers the contract asks for after the "
+                         "(transposed) convolutions.")
     return None
 
 

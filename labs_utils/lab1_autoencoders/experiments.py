@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import torch
@@ -19,8 +19,9 @@ from torch import nn
 
 from ..checking import fail
 from ..runtime import fast_mode
+from ..training import apply_in_batches
 from ._measures import model_size
-from .analysis import reconstruction_mse
+from .analysis import Images, psnr, reconstruction_mse
 from .exercise_challenge import CHALLENGE
 
 FLAT = 5.0  # |sigmoid input| above this: the sigmoid's slope is below 0.007, 1/37 of its slope at 0
@@ -86,7 +87,7 @@ class SeedRuns:
 
         def stats(values: torch.Tensor | None) -> list:
             if values is None:
-                return ["no nn.Sigmoid found", ""]
+                return ["no sigmoid found at the output", ""]
             v = values.double()
             return [f"{v.mean():.3g} ± {v.std():.2g}", f"{(v.abs() > FLAT).double().mean():.0%}"]
 
@@ -96,7 +97,7 @@ class SeedRuns:
         return markdown_table(["variant", "seed", "validation MSE", "at initialisation: mean ± std",
                                f"flat (\\|input\\| > {FLAT:g})", "after training: mean ± std",
                                f"flat (\\|input\\| > {FLAT:g})"], rows) + (
-            f"\n\nThe input of the decoder's last `nn.Sigmoid` on {SIGMOID_IMAGES} validation digits: at "
+            f"\n\nThe input of the decoder's final sigmoid on {SIGMOID_IMAGES} validation digits: at "
             "initialisation in training mode (what the first step sees), after training in evaluation mode (what the "
             f"validation MSE sees). Where \\|input\\| > {FLAT:g} (\"flat\"), the sigmoid's slope is below "
             f"{_sigmoid_slope(FLAT):.3f}; at 0 it is 0.25.")
@@ -107,26 +108,72 @@ def _sigmoid_slope(s: float) -> float:
     return float(p * (1 - p))
 
 
-def sigmoid_inputs(model: nn.Module, images: torch.Tensor, training: bool) -> torch.Tensor | None:
-    """The values entering ``model``'s last ``nn.Sigmoid`` on ``images``, flattened (None if it has none).
+_SHAPE_ONLY = (nn.Flatten, nn.Unflatten, nn.Identity)
 
-    Measured on a copy, without gradients, in training mode (batch statistics, as a training step sees them) or
-    evaluation mode: the model itself, its BatchNorm statistics included, is left as it was."""
-    sigmoids = [m for m in model.modules() if isinstance(m, nn.Sigmoid)]
-    if not sigmoids:
-        return None
+
+def sigmoid_inputs(model: nn.Module, images: Images, training: bool) -> torch.Tensor | None:
+    """The values entering the sigmoid that produces ``model``'s output on ``images``, flattened (None if the
+    output is not a sigmoid of something the probe can see).
+
+    The sigmoid may be an ``nn.Sigmoid`` module or a ``torch.sigmoid`` / ``F.sigmoid`` call after the decoder's last
+    layer: the probe records what each layer receives and returns, in the order they run, and keeps the last tensor
+    whose sigmoid is the model's output. Measured on a copy, without gradients, in training mode (batch statistics,
+    as a training step sees them) or evaluation mode: the model itself, its BatchNorm statistics included, is left
+    as it was."""
     probe = copy.deepcopy(model)
-    last = [m for m in probe.modules() if isinstance(m, nn.Sigmoid)][-1]
-    found: list[torch.Tensor] = []
-    handle = last.register_forward_hook(lambda _m, inputs, _out: found.append(inputs[0].detach().flatten().cpu()))
+    seen: list[torch.Tensor] = []
+
+    def record(module, inputs, output):
+        if isinstance(module, nn.Sigmoid) and inputs and isinstance(inputs[0], torch.Tensor):
+            seen.append(inputs[0].detach())
+        elif isinstance(output, torch.Tensor) and not isinstance(module, _SHAPE_ONLY):
+            seen.append(output.detach())
+
+    leaves = [m for m in probe.modules() if not list(m.children())]
+    handles = [m.register_forward_hook(record) for m in leaves]
     device = next((p.device for p in probe.parameters()), torch.device("cpu"))
     try:
         probe.train(training)
         with torch.no_grad():
-            probe(images.to(device))
+            output = probe(images.to(device))
     finally:
-        handle.remove()
-    return torch.cat(found) if found else None
+        for handle in handles:
+            handle.remove()
+    if not isinstance(output, torch.Tensor):
+        return None
+    for values in reversed(seen):
+        if values.numel() == output.numel() and torch.allclose(torch.sigmoid(values.float()).flatten(),
+                                                               output.float().flatten(), atol=1e-6):
+            return values.flatten().cpu()
+    return None
+
+
+def second_seed(make_model: Callable[[], nn.Module], train: Callable[..., object], seed: int,
+                **train_kwargs) -> nn.Module:
+    """``make_model()`` trained again from torch seed ``seed`` (``train(model, **train_kwargs)``, the notebook's
+    function): the same recipe from other random draws. The notebook's random state is restored afterwards."""
+    state = torch.get_rng_state()
+    try:
+        torch.manual_seed(seed)
+        model = make_model()
+        train(model, **train_kwargs)
+    finally:
+        torch.set_rng_state(state)
+    return model
+
+
+def seed_changes(pairs: Mapping[str, tuple[nn.Module, nn.Module]], noisy: Mapping[str, Images],
+                 clean: Images) -> tuple[list[list], float]:
+    """PSNR (dB, :func:`psnr`) of two trainings of each model on each noisy batch, and the change between them.
+
+    ``pairs``: name -> (first training, second training); ``noisy``: row name -> noisy copy of ``clean``. Returns
+    the table rows [model, row, first, second, second - first] and the largest absolute change."""
+    rows = []
+    for name, (first, second) in pairs.items():
+        for row, batch in noisy.items():
+            a, b = (psnr(apply_in_batches(m, batch), clean) for m in (first, second))
+            rows.append([name, row, a, b, b - a])
+    return rows, max((abs(r[-1]) for r in rows), default=float("nan"))
 
 
 def batchnorm_seeds(make_model: Callable[[], nn.Module], train: Callable[..., object], seeds: Iterable[int],

@@ -172,7 +172,7 @@ def plot_latent_grid(decoder: nn.Module, codes: torch.Tensor, n: int = 15) -> Fi
 
 def plot_interpolations(interpolate, models: Mapping[str, nn.Module], images: Images, labels: torch.Tensor,
                         pairs: Sequence[tuple[int, int]] = ((4, 9), (1, 7)), steps: int = 8) -> Figure:
-    """For each pair of digit classes (the first test image of each): the pixel blend (1 - t) x_a + t x_b, then
+    """For each pair of digit classes (the first test image of each): the pixels faded from x_a to x_b, then
     each model's path ``interpolate(model, x_a, x_b, steps)`` (the student's function), one row each."""
     rows, row_titles = [], []
     t = torch.linspace(0, 1, steps)
@@ -181,7 +181,7 @@ def plot_interpolations(interpolate, models: Mapping[str, nn.Module], images: Im
         if any(len(f) == 0 for f in found):
             raise ValueError(f"no test image of digit {a if len(found[0]) == 0 else b}: choose other pairs")
         x_a, x_b = images[found[0][0]], images[found[1][0]]
-        rows.append((1 - t)[:, None, None, None] * x_a + t[:, None, None, None] * x_b)
+        rows.append(torch.stack([torch.lerp(x_a, x_b, float(w)) for w in t]))  # a cross-fade of the pixels
         row_titles.append(f"{a} to {b}: pixels")
         for name, model in models.items():
             device = model_device(model)

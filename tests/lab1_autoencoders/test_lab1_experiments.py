@@ -167,6 +167,48 @@ def test_sigmoid_inputs_are_what_enters_the_last_sigmoid_and_leave_the_model_as_
     assert ex.sigmoid_inputs(nn.Sequential(nn.Flatten()), x, training=False) is None
 
 
+class FunctionalSigmoid(nn.Module):
+    """A decoder ending with torch.sigmoid inside forward, not an nn.Sigmoid module."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(784, 784), nn.Unflatten(1, (1, 28, 28)))
+
+    def forward(self, x):
+        return torch.sigmoid(self.net(x))
+
+
+def test_sigmoid_inputs_find_a_functional_sigmoid_and_nothing_when_the_output_is_no_sigmoid():
+    torch.manual_seed(0)
+    model, x = FunctionalSigmoid(), torch.rand(3, 1, 28, 28)
+    found = ex.sigmoid_inputs(model, x, training=False)
+    with torch.no_grad():
+        assert torch.allclose(found, model.net[1](x.flatten(1)).flatten(), atol=1e-6)
+    clamped = nn.Sequential(nn.Flatten(), nn.Linear(784, 784), nn.Hardsigmoid())  # not a sigmoid
+    assert ex.sigmoid_inputs(clamped, x, training=False) is None
+
+
+def test_second_seed_trains_a_fresh_model_and_restores_the_rng():
+    calls = []
+    torch.manual_seed(3)
+    state = torch.get_rng_state()
+    model = ex.second_seed(lambda: nn.Linear(2, 2), lambda m, steps: calls.append(steps), seed=1, steps=7)
+    torch.manual_seed(1)
+    assert torch.equal(model.weight, nn.Linear(2, 2).weight) and calls == [7]
+    torch.set_rng_state(state)
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_seed_changes_report_both_psnrs_and_the_largest_change():
+    clean = torch.full((2, 1, 28, 28), 0.5)
+    exact, off = nn.Identity(), nn.Sequential()  # identity twice: no change
+    shifted = type("Shift", (nn.Module,), {"forward": lambda self, x: x + 0.1})()
+    rows, largest = ex.seed_changes({"a": (exact, off), "b": (exact, shifted)}, {"clean": clean}, clean)
+    assert [r[:2] for r in rows] == [["a", "clean"], ["b", "clean"]]
+    assert rows[0][2] == rows[0][3] == 100.0 and rows[0][4] == 0.0
+    assert abs(rows[1][3] - 20.0) < 1e-4 and abs(largest - 80.0) < 1e-4
+
+
 def test_sigmoid_table_reports_mean_spread_and_flat_share_per_run():
     runs = ex.SeedRuns(baseline=0.07, mse={"without BatchNorm": {1: 0.109}})
     runs.sigmoid = {"without BatchNorm": {1: {"initialisation": torch.tensor([-0.1, 0.1]),
