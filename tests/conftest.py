@@ -25,18 +25,22 @@ def _gradients_stay_on():
 
 
 # pytest-xdist hands whole files to its workers in collection order (pyproject: --dist loadfile,
-# --no-loadscope-reorder): the files that grade batches of notebooks in one module-wide fixture (minutes each) go
-# first, so they run side by side from the start and the many short files fill in around them, instead of one of
-# them starting last and running alone at the end (xdist's own order is by number of tests).
+# --no-loadscope-reorder), so the order is set here: first the files that grade batches of notebooks in one
+# module-wide fixture (minutes each), so they run side by side from the start, then the others by number of tests
+# (xdist's own order, which alone put the longest module late), the short files filling in at the end.
 LONGEST_FIRST = ("tests/instructor/test_notebooks.py", "tests/instructor/grading/test_grading_batch.py",
                  "tests/instructor/grading/test_grading_sandbox.py", "tests/instructor/grading/test_grading_attacks.py",
                  "tests/lab1_autoencoders/test_lab1_models.py", "tests/core/test_widgets.py")
 
 
+@pytest.hookimpl(trylast=True)  # after -m and -k have deselected
 def pytest_collection_modifyitems(items):
-    def rank(item) -> int:
-        path = item.nodeid.split("::")[0]
-        return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+    files: dict[str, list] = {}
+    for item in items:
+        files.setdefault(item.nodeid.split("::")[0], []).append(item)
 
-    items.sort(key=rank)  # stable: the order within a file, and of the other files, stays
+    def rank(path: str) -> tuple[int, int]:
+        first = LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+        return first, -len(files[path])
 
+    items[:] = [item for path in sorted(files, key=rank) for item in files[path]]  # a file's own order kept

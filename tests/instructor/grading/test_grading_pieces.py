@@ -285,6 +285,7 @@ print(sorted(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in pids))
 """
 
 
+@pytest.mark.slow  # allocates 2.5 GB in a sandbox, twice
 @needs_sandbox
 @pytest.mark.skipif(not cgroups._parents(), reason="cgroups can be made only by root, where the hierarchy is writable")
 @pytest.mark.parametrize("capped", [True, False])
