@@ -303,6 +303,13 @@ def test_a_kernels_processes_share_one_memory_cap(tmp_path, monkeypatch, capped)
     assert not cgroups._made
 
 
+@needs_sandbox
+def test_a_cgroup_that_refuses_the_kernel_leaves_it_running_under_its_resource_limits(tmp_path, monkeypatch):
+    monkeypatch.setattr(cgroups, "create", lambda *args: [str(tmp_path / "missing" / "cgroup.procs")])
+    command = Sandbox().command(str(tmp_path), [sys.executable, "-c", "print('ran')"], {})
+    assert subprocess.run(command, capture_output=True, text=True, check=True).stdout == "ran\n"
+
+
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc (Linux)")
 def test_kernel_exits_when_the_grader_dies():
     kernel = ("import sys, time\nfrom labs_utils.instructor.grading.kernel_side import exit_with_parent\n"
