@@ -45,7 +45,7 @@ def time_budget(seconds: float) -> Iterator[None]:
         raise OverBudget()
 
     previous = signal.signal(signal.SIGALRM, expire)
-    grad_mode = _grad_mode()
+    mode = grad_mode()
     start = time.monotonic()
     outer, outer_interval = signal.setitimer(signal.ITIMER_REAL, max(float(seconds), 1e-3), 0.2)
     try:
@@ -53,18 +53,18 @@ def time_budget(seconds: float) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
-        _set_grad_mode(grad_mode)  # the timer may have fired inside a `with torch.no_grad():` before it restored
+        set_grad_mode(mode)  # the timer may have fired inside a `with torch.no_grad():` before it restored
         if outer > 0:  # a budget around this one (a check run inside a check): give back what it has left
             signal.setitimer(signal.ITIMER_REAL, max(outer - (time.monotonic() - start), 1e-3), outer_interval)
 
 
-def _grad_mode() -> bool | None:
+def grad_mode() -> bool | None:
     """torch's grad mode in this thread (None before torch is imported: nothing to keep)."""
     torch = sys.modules.get("torch")
     return None if torch is None else torch.is_grad_enabled()
 
 
-def _set_grad_mode(enabled: bool | None) -> None:
+def set_grad_mode(enabled: bool | None) -> None:
     """Put the grad mode back: a timer's exception raised inside a ``with torch.no_grad():`` block, or student code
     that calls ``torch.set_grad_enabled(False)``, would otherwise leave gradients off for every later call (every
     later training step then fails with "element 0 of tensors does not require grad")."""

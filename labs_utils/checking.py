@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from .budget import OverBudget, time_budget
+from .budget import OverBudget, grad_mode, set_grad_mode, time_budget
 from .exercises import Exercise, LabInfo, Part  # noqa: F401  (the check machinery's vocabulary)
 
 
@@ -109,7 +109,7 @@ def call_student(fn: Callable, *args: Any, what: str | None = None, seconds: flo
     if not callable(fn):
         fail(f"Expected a function or class, got {type(fn).__name__} ({fn!r:.60}).",
              "Pass the function itself (no parentheses), e.g. check(my_function).")
-    grad_mode = torch.is_grad_enabled()
+    mode = grad_mode()
     try:
         with time_limit(seconds, label):
             return fn(*args, **kwargs)
@@ -124,8 +124,7 @@ def call_student(fn: Callable, *args: Any, what: str | None = None, seconds: flo
     except Exception as exc:
         raise AssertionError(with_hint(f"{label} raised {type(exc).__name__}: {exc}", _crash_hint(exc))) from exc
     finally:
-        if torch.is_grad_enabled() != grad_mode:  # student code that switched gradients off: not for later calls
-            torch.set_grad_enabled(grad_mode)
+        set_grad_mode(mode)  # student code that switched gradients off: not for the check's later calls
 
 
 def require_parameters(fn: Callable, names: Sequence[str], example: str) -> None:
