@@ -44,16 +44,23 @@ class Exercise:
 
     The check is split in two so that the grader can compute the verdict outside the student's kernel:
 
-    - ``probe(*objects, *args, seed=seed) -> evidence`` runs *beside the student's code* (their kernel for
+    - ``inputs(*args, seed=seed) -> plain evidence`` runs *where the seed is* (the grader's judge process; the
+      notebook's own checks): it draws everything random the probe needs (tensors, generator states, the
+      seed of the student's model's initialisation) from ``seed``, as plain evidence (see
+      :mod:`labs_utils.evidence`). The grader encodes it, caps and decodes it, and sends the probe process the
+      inputs alone: the seed never enters a process that runs student code, so code that walks the stack to
+      the probe's frame finds the inputs it is given anyway, and nothing to regenerate the judge's references
+      from. ``None``: the probe takes no inputs (``inputs=None``).
+    - ``probe(*objects, *args, inputs=inputs) -> evidence`` runs *beside the student's code* (their kernel for
       the ``check_...`` functions, a fresh probe process when grading): it calls the student's code
-      (``objects``: the values of ``needs`` in the notebook, in order) on inputs drawn
-      from ``seed`` and returns what it measured as plain evidence (see :mod:`labs_utils.evidence`):
-      numbers, tensors, shapes, call orders, bytes. It never decides pass or fail itself; it raises
-      AssertionError (via :func:`fail` / :func:`call_student`) only when it cannot measure at all
-      (e.g. the student's code raises), and that message fails every part.
+      (``objects``: the values of ``needs`` in the notebook, in order) on those inputs and returns what it
+      measured as plain evidence: numbers, tensors, shapes, call orders, bytes. It never decides pass or fail
+      itself; it raises AssertionError (via :func:`fail` / :func:`call_student`) only when it cannot measure
+      at all (e.g. the student's code raises), and that message fails every part.
     - ``judge(evidence, *args, seed=seed) -> {part name: None | message}`` runs *in the grader's
-      process*: it recomputes the references (torch.optim, plain backprop, properties) from ``seed``
-      and compares. It must treat evidence as untrusted: malformed evidence fails parts, never crashes.
+      process*: it recomputes the references (torch.optim, plain backprop, properties) from ``seed`` (its inputs
+      included: ``inputs`` is deterministic) and compares. It must treat evidence as untrusted: malformed
+      evidence fails parts, never crashes.
     - ``forbidden``: reference implementations the student's code must not call while the probe runs
       (see :func:`labs_utils.tripwire.trip_wires`), e.g. ``("torch.optim",)``.
 
@@ -68,6 +75,7 @@ class Exercise:
     judge: Callable[..., Verdicts]
     args: tuple = ()
     forbidden: tuple[str, ...] = ()
+    inputs: Callable[..., Any] | None = None
 
     @property
     def points(self) -> float:
@@ -84,8 +92,27 @@ def default_seed(exercise: Exercise) -> int:
     return zlib.crc32(exercise.name.encode("utf-8")) % 2**31
 
 
-def probe(exercise: Exercise, objects: Sequence[Any], seed: int) -> Any:
-    """Run the exercise's probe on the student's ``objects`` (in the student's kernel), trip-wires armed.
+def sub_seed(seed: int, name: str) -> int:
+    """A seed for one named random input (e.g. the student's model's initialisation), derived one way from
+    ``seed``: a probe that is sent it cannot get the seed back, nor the other inputs drawn from it."""
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(f"{seed}:{name}".encode()).digest()[:4], "big") % 2**31
+
+
+def draw_inputs(exercise: Exercise, seed: int) -> Any:
+    """The exercise's inputs drawn from ``seed`` (where the seed is: the grader's judge process, or the notebook's
+    own check), after the JSON round trip the grader makes them take; None for a probe without inputs."""
+    from . import evidence as ev
+
+    if exercise.inputs is None:
+        return None
+    return ev.decode(ev.encode(exercise.inputs(*exercise.args, seed=seed)))
+
+
+def probe(exercise: Exercise, objects: Sequence[Any], inputs: Any) -> Any:
+    """Run the exercise's probe on the student's ``objects`` and the ``inputs`` drawn for it (:func:`draw_inputs`),
+    trip-wires armed (in the student's kernel, or the grader's probe process).
 
     Returns the evidence, or ``{"__error__": message}`` when the probe could not measure or the
     student's code called a forbidden reference.
@@ -94,7 +121,7 @@ def probe(exercise: Exercise, objects: Sequence[Any], seed: int) -> Any:
 
     try:
         with trip_wires(exercise.forbidden) as calls:
-            evidence = exercise.probe(*objects, *exercise.args, seed=seed)
+            evidence = exercise.probe(*objects, *exercise.args, inputs=inputs)
     except AssertionError as exc:
         return {ERROR_KEY: str(exc) or "the check failed (no message)."}
     if calls:
@@ -130,10 +157,10 @@ def points(exercise: Exercise, verdicts: dict[str, str | None]) -> float:
 
 
 def grade_here(exercise: Exercise, objects: Sequence[Any], seed: int) -> dict[str, str | None]:
-    """What the grader would decide, in one process: probe, the evidence's JSON round trip, judge."""
+    """What the grader would decide, in one process: inputs, probe, the evidence's JSON round trip, judge."""
     from . import evidence as ev
 
-    found = probe(exercise, objects, seed)
+    found = probe(exercise, objects, draw_inputs(exercise, seed))
     try:
         found = ev.decode(ev.encode(found))
     except ev.EvidenceError as exc:

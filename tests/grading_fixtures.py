@@ -36,9 +36,13 @@ def _ints(seed: int, sign: int) -> list:
     return [sign * rng.randint(1, 10**6) for _ in range(5)]
 
 
-def probe_double(fn: Any, *, seed: int) -> dict:
-    return {kind: [_plain(_call(fn, x, what=f"double({x})")) for x in _ints(seed, sign)]
-            for kind, sign in (("positive", 1), ("negative", -1))}
+def inputs_double(*, seed: int) -> dict:
+    return {"positive": _ints(seed, 1), "negative": _ints(seed, -1)}
+
+
+def probe_double(fn: Any, *, inputs: dict) -> dict:
+    return {kind: [_plain(_call(fn, x, what=f"double({x})")) for x in inputs[kind]]
+            for kind in ("positive", "negative")}
 
 
 def _compare(evidence: Any, key: str, inputs: list, expected: list, what: str, hint: str) -> str | None:
@@ -66,8 +70,12 @@ def _names(seed: int) -> list:
     return random.Random(seed).sample(_NAMES, 3)
 
 
-def probe_greet(fn: Any, *, seed: int) -> dict:
-    return {"greetings": [_plain(_call(fn, n, what=f"greet({n!r})")) for n in _names(seed)]}
+def inputs_greet(*, seed: int) -> dict:
+    return {"names": _names(seed)}
+
+
+def probe_greet(fn: Any, *, inputs: dict) -> dict:
+    return {"greetings": [_plain(_call(fn, n, what=f"greet({n!r})")) for n in inputs["names"]]}
 
 
 def judge_greet(evidence: Any, *, seed: int) -> dict:
@@ -76,8 +84,12 @@ def judge_greet(evidence: Any, *, seed: int) -> dict:
                                  "return f'Hello, {name}!'.")}
 
 
-def probe_triple(fn: Any, *, seed: int) -> dict:
-    return {"values": [_plain(_call(fn, x, what=f"triple({x})")) for x in _ints(seed, 1)]}
+def inputs_triple(*, seed: int) -> dict:
+    return {"values": _ints(seed, 1)}
+
+
+def probe_triple(fn: Any, *, inputs: dict) -> dict:
+    return {"values": [_plain(_call(fn, x, what=f"triple({x})")) for x in inputs["values"]]}
 
 
 def judge_triple(evidence: Any, *, seed: int) -> dict:
@@ -101,12 +113,15 @@ def _sgd_inputs(seed: int, lr_index: int) -> tuple:
     return torch.randn(6, generator=generator), torch.randn(6, generator=generator)
 
 
-def probe_sgd(fn: Any, *, seed: int) -> dict:
+def inputs_sgd(*, seed: int) -> dict:
+    return {"cases": [list(_sgd_inputs(seed, index)) for index in range(len(LEARNING_RATES))]}
+
+
+def probe_sgd(fn: Any, *, inputs: dict) -> dict:
     import torch
 
     found = {}
-    for index, (part, lr) in enumerate(zip(("one step", "learning rate"), LEARNING_RATES)):
-        start, grad = _sgd_inputs(seed, index)
+    for (part, lr), (start, grad) in zip(zip(("one step", "learning rate"), LEARNING_RATES), inputs["cases"]):
         param = start.clone().requires_grad_(True)
         param.grad = grad.clone()
         _call(fn, param, lr, what=f"sgd_step(param, lr={lr})")
@@ -136,11 +151,12 @@ def _exercises() -> dict:
     from labs_utils.exercises import Exercise, Part
 
     return {
-        1: [Exercise("double", ("double",), (Part("positive", 1), Part("negative", 1)), probe_double, judge_double),
-            Exercise("greet", ("greet",), (Part("greeting", 1),), probe_greet, judge_greet)],
-        2: [Exercise("triple", ("triple",), (Part("triple", 1),), probe_triple, judge_triple)],
+        1: [Exercise("double", ("double",), (Part("positive", 1), Part("negative", 1)), probe_double, judge_double,
+                     inputs=inputs_double),
+            Exercise("greet", ("greet",), (Part("greeting", 1),), probe_greet, judge_greet, inputs=inputs_greet)],
+        2: [Exercise("triple", ("triple",), (Part("triple", 1),), probe_triple, judge_triple, inputs=inputs_triple)],
         3: [Exercise("sgd", ("sgd_step",), (Part("one step", 1), Part("learning rate", 1)), probe_sgd, judge_sgd,
-                     forbidden=("torch.optim",))],
+                     forbidden=("torch.optim",), inputs=inputs_sgd)],
     }
 
 

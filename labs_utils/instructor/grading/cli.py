@@ -7,10 +7,11 @@
 For every submission: read it (never write it), find its lab (``--lab``, else what it defines, else
 its file name), execute its code cells in order in a fresh kernel (per-cell timeout, errors do not
 stop the run, a cell that kills or hangs the kernel is skipped on a re-run), then, for each exercise
-of the lab's ``GRADING`` table, run the exercise's probe in that kernel on inputs drawn from a fresh
-seed and judge the evidence it returns in the grader's own process (points per part). Kernels run in
-bubblewrap (no network, read-only file system, solutions/ and the submissions hidden) where it is
-usable; elsewhere the grader warns and runs them unsandboxed (``--sandbox require`` refuses instead).
+of the lab's ``GRADING`` table, run the exercise's probe in a fresh sandboxed process on inputs the
+grader draws from a fresh seed (the seed stays in the grader) and judge the evidence it returns in the
+grader's own process (points per part). Kernels run in bubblewrap (no network, read-only file system,
+solutions/ and the submissions hidden) where it is usable; elsewhere the grader warns and runs them
+unsandboxed (``--sandbox require`` refuses instead).
 One broken submission never stops a batch; the exit code is 0 whenever grading ran, whatever the scores.
 
 Written answers: ``--answers DIR`` writes, per lab, ``labN_answers.html`` (every student's answers grouped by

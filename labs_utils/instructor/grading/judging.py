@@ -1,4 +1,5 @@
-"""Judging evidence under a time limit: decoding and the exercise's judge run in a worker process of the grader.
+"""Judging evidence under a time limit: decoding and the exercise's judge run in a worker process of the grader,
+and so does drawing a probe's inputs from the seed (the seed stays in the grader; the probe process gets the inputs).
 
 Evidence comes from the student's kernel: a judge fed with forged evidence (150,000 log entries, a huge list)
 may take very long, or crash in compiled code. The grader sends the evidence text to one long-lived worker per
@@ -38,6 +39,27 @@ def verdicts(exercise: exercises.Exercise, evidence_text: Any, seed: int) -> dic
         return {part.name: message for part in exercise.parts}
 
 
+class InputsFailed(Exception):
+    """The exercise's inputs could not be drawn (the course's code, not the submission's)."""
+
+
+def encoded_inputs(exercise: exercises.Exercise, seed: int) -> str | None:
+    """The probe's inputs drawn from ``seed``, as evidence text (what the probe process is sent); None: none."""
+    if exercise.inputs is None:
+        return None
+    return ev.encode(exercise.inputs(*exercise.args, seed=seed))
+
+
+def _inputs_job(exercise: exercises.Exercise, seed: int) -> tuple[str, Any]:
+    try:
+        return "ok", encoded_inputs(exercise, seed)
+    except Exception as exc:  # noqa: BLE001 - reported as the grader's own problem
+        return "error", f"{type(exc).__name__}: {exc}"
+
+
+_JOBS = {"verdicts": verdicts, "inputs": _inputs_job}
+
+
 def _serve(connection: Any) -> None:
     """The worker: import the evidence machinery (torch) once, then judge what arrives until the pipe closes."""
     import labs_utils.evidence  # noqa: F401
@@ -48,7 +70,8 @@ def _serve(connection: Any) -> None:
             job = connection.recv()
         except (EOFError, OSError):
             return
-        connection.send(verdicts(*pickle.loads(job)))
+        kind, arguments = pickle.loads(job)
+        connection.send(_JOBS[kind](*arguments))
 
 
 class _Worker:
@@ -60,7 +83,7 @@ class _Worker:
         child.close()
         self.ready = False
 
-    def ask(self, job: bytes, timeout: float) -> dict:
+    def ask(self, job: bytes, timeout: float) -> Any:
         if not self.ready:
             if not self.connection.poll(STARTUP_TIMEOUT_S):
                 raise JudgeFailed("the grader's judge process did not start")
@@ -96,7 +119,7 @@ def judge_with_timeout(exercise: exercises.Exercise, evidence_text: Any, seed: i
     if timeout is None:
         return verdicts(exercise, evidence_text, seed)
     try:
-        job = pickle.dumps((exercise, evidence_text, seed))
+        job = pickle.dumps(("verdicts", (exercise, evidence_text, seed)))
     except (pickle.PicklingError, AttributeError, TypeError):  # e.g. a judge defined inside a function
         return verdicts(exercise, evidence_text, seed)
     warm_up()
@@ -112,6 +135,29 @@ def judge_with_timeout(exercise: exercises.Exercise, evidence_text: Any, seed: i
         _WORKER = None
         raise JudgeFailed("the grader's judge process died on what your code returned (e.g. a crash in compiled "
                           "code on malformed evidence): something in the notebook interferes with grading") from None
+
+
+def inputs_with_timeout(exercise: exercises.Exercise, seed: int, timeout: float | None) -> str | None:
+    """:func:`encoded_inputs` in the worker, at most ``timeout`` seconds (None: in this process); InputsFailed."""
+    global _WORKER
+    try:
+        job = pickle.dumps(("inputs", (exercise, seed)))
+    except (pickle.PicklingError, AttributeError, TypeError):  # e.g. a table defined inside a function
+        job = None
+    if timeout is None or job is None:
+        status, value = _inputs_job(exercise, seed)
+    else:
+        warm_up()
+        assert _WORKER is not None
+        try:
+            status, value = _WORKER.ask(job, timeout)
+        except (JudgeFailed, EOFError, OSError, BrokenPipeError) as exc:
+            _WORKER.stop()
+            _WORKER = None
+            raise InputsFailed(f"drawing them took more than {timeout:g} s or stopped the worker ({exc})") from None
+    if status != "ok":
+        raise InputsFailed(value)
+    return value
 
 
 @atexit.register

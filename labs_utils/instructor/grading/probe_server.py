@@ -5,7 +5,8 @@
 The server runs no student code. It imports torch, the course's checks and trip-wires, makes itself
 non-dumpable (no process of the sandbox's uid can read its memory, its ``/proc`` files or attach to it) and a
 child subreaper, and answers the grader on stdin/stdout, one request at a time (8-byte length + JSON:
-``{"exercise", "sources": [[file, line, text], ...], "seed", "timeout"}``). For each it forks a child that
+``{"exercise", "sources": [[file, line, text], ...], "inputs", "timeout"}``: the probe's inputs as evidence text,
+drawn by the grader; the seed they come from never reaches this process). For each it forks a child that
 closes everything it inherited, sets the trip-wires and a fresh ``__main__`` module, and only then runs the
 student's definitions for that exercise (taken from the notebook by :mod:`.extract`; no IPython, no kernel, no
 other cell), then the exercise's probe; the evidence goes back on a socket whose every chunk carries the
@@ -84,8 +85,14 @@ def _child(channel: socket.socket, module: str, table: str, request: dict) -> No
     evidence = importlib.import_module("labs_utils.evidence")
     tripwire = importlib.import_module("labs_utils.tripwire")
     exercise = exercises.exercise_named(getattr(importlib.import_module(module), table), request["exercise"])
-    seed, sources = request["seed"], request["sources"]
+    sources, inputs = request["sources"], request["inputs"]
     del request
+    try:  # decoded strictly, before any of the student's code runs
+        inputs = None if inputs is None else evidence.decode(inputs)
+    except evidence.EvidenceError as exc:
+        channel.sendall(b"X" + _short(f"the grader sent inputs the check could not read ({exc}): not the "
+                                      "submission's fault").encode())
+        return
     student = types.ModuleType("__main__")
     student.__dict__["__builtins__"] = __builtins__
     sys.modules["__main__"] = student
@@ -109,7 +116,7 @@ def _child(channel: socket.socket, module: str, table: str, request: dict) -> No
     if result is None:
         objects = [student.__dict__.get(need) for need in exercise.needs]
         try:
-            found = exercises.probe(exercise, objects, seed)
+            found = exercises.probe(exercise, objects, inputs)
         except BaseException as exc:  # noqa: BLE001 - the probe crashed on the student's objects
             found = {exercises.ERROR_KEY: _short(f"the check crashed on your code: {type(exc).__name__}: {exc}")}
         try:

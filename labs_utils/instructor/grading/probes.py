@@ -1,8 +1,9 @@
 """The grader's side of the probe processes: start the fork server (sandboxed as the kernel is), send it one
-exercise's definitions and seed at a time, read its reply under a time limit and a size cap.
+exercise's definitions and inputs at a time (never the seed they are drawn from), read its reply under a time limit
+and a size cap.
 
     with ProbeServer(options, lab, sandbox) as server:
-        reply = server.probe(exercise.name, extracted.sources(), seed, timeout)   # Reply(status, ...)
+        reply = server.probe(exercise.name, extracted.sources(), inputs, timeout)   # Reply(status, ...)
 
 See :mod:`.probe_server` for what runs in the sandbox. A server that dies (a student's child can kill it: same
 uid) or stops answering costs the exercise being probed; the next call starts a fresh one.
@@ -134,8 +135,9 @@ class ProbeServer:
             raise ServerFailed("the probe process sent an oversized answer")
         return header, self._read_exact(size, deadline)
 
-    def probe(self, exercise: str, sources: list, seed: int, timeout: float) -> Reply:
-        """Probe one exercise in a fresh child; a failed server gives ``Reply("lost", message=...)``."""
+    def probe(self, exercise: str, sources: list, inputs: str | None, timeout: float) -> Reply:
+        """Probe one exercise in a fresh child, on its ``inputs`` (evidence text, :func:`.judging.encoded_inputs`:
+        never the seed they come from); a failed server gives ``Reply("lost", message=...)``."""
         try:
             if self.process is None or self.process.poll() is not None:
                 self.start()
@@ -145,7 +147,7 @@ class ProbeServer:
                 except ServerFailed as exc:
                     self.close()
                     return Reply("unstarted", message=str(exc))
-            request = json.dumps({"exercise": exercise, "sources": sources, "seed": seed, "timeout": timeout})
+            request = json.dumps({"exercise": exercise, "sources": sources, "inputs": inputs, "timeout": timeout})
             data = request.encode()
             self.process.stdin.write(struct.pack(">Q", len(data)) + data)
             self.process.stdin.flush()

@@ -1,12 +1,13 @@
 """Grading one submission: run its cells in a fresh (sandboxed) kernel, probe each exercise apart, judge here.
 
 The kernel runs the notebook as a student would (cell errors, timeouts, shell commands are reported), but no
-evidence comes from it: each exercise is probed in a fresh process of a sandboxed fork server that receives only
-the definitions that exercise needs, read out of the notebook (:mod:`.extract`, :mod:`.probes`), and a seed this
-process picks per run. The verdict comes from the exercise's judge, run in a worker of this process (under a time
-limit) on evidence decoded strictly. What the rest of the notebook prints, publishes, patches or starts cannot
-reach the probe; what the exercise's own code could still do is the README's threat model. Before anything runs,
-the code is screened (:mod:`.screen`): what has no place in an exercise withholds the exercises it touches.
+evidence comes from it: each exercise is probed in a fresh process of a sandboxed fork server that receives only the
+definitions that exercise needs, read out of the notebook (:mod:`.extract`, :mod:`.probes`), and the inputs drawn
+from a seed this process picks per run (the seed itself never leaves this process). The verdict comes from the
+exercise's judge, run in a worker of this process (under a time limit) on evidence decoded strictly. What the rest
+of the notebook prints, publishes, patches or starts cannot reach the probe; what the exercise's own code could
+still do is the README's threat model. Before anything runs, the code is screened (:mod:`.screen`): what has no
+place in an exercise withholds the exercises it touches.
 """
 from __future__ import annotations
 
@@ -216,9 +217,16 @@ def _probe_all(server: ProbeServer, lab: Lab, cells: Sequence[Cell], state: RunS
         if taken.problem:
             state.graded[exercise.name] = _every_part_fails(exercise, taken.problem)
             continue
-        seed = secrets.randbelow(2**31)
+        seed = secrets.randbelow(2**31)  # stays here: the probe process is sent the inputs drawn from it
         timeout = state.time_left(options.timeout)
-        reply = server.probe(exercise.name, taken.sources(), seed, timeout)
+        try:
+            inputs = judging.inputs_with_timeout(exercise, seed, options.judge_timeout)
+        except judging.InputsFailed as exc:
+            state.graded[exercise.name] = _failed(exercise, Status.ERROR, f"the grader could not draw this "
+                                                  f"exercise's inputs ({_shorten(str(exc))[:300]}); not the "
+                                                  "submission's fault: grade it again")
+            continue
+        reply = server.probe(exercise.name, taken.sources(), inputs, timeout)
         state.graded[exercise.name] = _probed(reply, exercise, seed, timeout, options.judge_timeout)
 
 

@@ -77,7 +77,7 @@ class Fake:
     def exec_module(self, module):
         module.ERROR_KEY = '__error__'
         module.exercise_named = lambda table, name: types.SimpleNamespace(name=name, needs=())
-        module.probe = lambda exercise, objects, seed: {'passed': True}
+        module.probe = lambda exercise, objects, inputs: {'passed': True}
         module.GRADING_1 = module.GRADING_3 = []
 sys.meta_path.insert(0, Fake())""",
 }
@@ -87,7 +87,8 @@ def forge(name, seed):
     import grading_fixtures
     from labs_utils import evidence
     probe = {'double': grading_fixtures.probe_double, 'greet': grading_fixtures.probe_greet}[name]
-    return evidence.encode(probe(lambda x: f'Hello, {x}!' if isinstance(x, str) else 2 * x, seed=seed))"""
+    inputs = {'double': grading_fixtures.inputs_double, 'greet': grading_fixtures.inputs_greet}[name](seed=seed)
+    return evidence.encode(probe(lambda x: f'Hello, {x}!' if isinstance(x, str) else 2 * x, inputs=inputs))"""
 # In the kernel, after the notebook: forgers that had full marks when the probe ran there (graded with the screen off).
 KERNEL_FORGERS = {
     "forged_valid_evidence": FORGE + f"""

@@ -88,9 +88,9 @@ DOUBLE = gf.GRADING_1[0]
 
 
 def _evidence(fn, seed: int) -> str:
-    from labs_utils.exercises import probe
+    from labs_utils.exercises import draw_inputs, probe
 
-    return ev.encode(probe(DOUBLE, [fn], seed))
+    return ev.encode(probe(DOUBLE, [fn], draw_inputs(DOUBLE, seed)))
 
 
 def test_evidence_is_judged_part_by_part_in_the_grader():
@@ -136,7 +136,8 @@ def test_a_judge_that_runs_too_long_fails_its_exercise_and_the_next_one_is_judge
     # The judge travels to the worker process by reference, so it lives in a module with a unique name
     # (grading_fixtures): a judge of this test module would make the worker import it, and with it `conftest`,
     # which names two modules in this suite.
-    slow = Exercise("slow", ("double",), (Part("one", 1), Part("two", 1)), gf.probe_double, gf.endless_judge)
+    slow = Exercise("slow", ("double",), (Part("one", 1), Part("two", 1)), gf.probe_double, gf.endless_judge,
+                    inputs=gf.inputs_double)
     start = time.perf_counter()
     result = judged(slow, _evidence(lambda x: 2 * x, 7), 7, timeout=2)
     assert time.perf_counter() - start < 60 and result.points == 0  # 2 s, plus the worker's start on a busy CI

@@ -14,6 +14,7 @@ import pytest
 from conftest import OPTIONS, SANDBOX, SANDBOX_FIX
 
 from labs_utils import evidence as ev
+from labs_utils.instructor.grading.judging import encoded_inputs
 from labs_utils.instructor.grading.kernel import lab_modules
 from labs_utils.instructor.grading.probes import ProbeServer
 from labs_utils.instructor.grading.run import _probed, judged
@@ -33,13 +34,13 @@ FOREIGN_WRITER = """
 import os, sys
 def double(x):
     frame = sys._getframe()
-    while 'seed' not in frame.f_locals:  # probe_double's: the toy lab still sends the seed
+    while 'inputs' not in frame.f_locals:  # probe_double's: what it was sent
         frame = frame.f_back
-    seed = frame.f_locals['seed']
+    inputs = frame.f_locals['inputs']
     if os.fork() == 0:  # a grandchild writes valid evidence on every descriptor; the child dies without its own
         import grading_fixtures
         from labs_utils import evidence
-        forged = b'E' + evidence.encode(grading_fixtures.probe_double(lambda x: 2 * x, seed=seed)).encode()
+        forged = b'E' + evidence.encode(grading_fixtures.probe_double(lambda x: 2 * x, inputs=inputs)).encode()
         for fd in range(64):
             try:
                 os.write(fd, forged)
@@ -69,7 +70,7 @@ def server(request):
 
 
 def _score(server, text: str, timeout: int = 60):
-    reply = server.probe(DOUBLE.name, _sources(text), SEED, timeout)
+    reply = server.probe(DOUBLE.name, _sources(text), encoded_inputs(DOUBLE, SEED), timeout)
     return reply, _probed(reply, DOUBLE, SEED, timeout, 60)
 
 
@@ -109,7 +110,8 @@ def test_torch_running_a_large_operation_starts_no_thread_of_its_own(server):
 def test_valid_evidence_forged_by_another_process_voids_the_exercise(server):
     reply, result = _score(server, FOREIGN_WRITER)
     assert reply.foreign and result.points == 0 and result.status == "interferes", result
-    forged = gf.probe_double(lambda x: 2 * x, seed=SEED)  # what it wrote: valid evidence, full marks if taken
+    forged = gf.probe_double(lambda x: 2 * x, inputs=gf.inputs_double(seed=SEED))  # what it wrote: valid evidence,
+    # full marks if taken
     assert judged(DOUBLE, ev.encode(forged), SEED).points == 2
 
 
@@ -138,3 +140,38 @@ def test_killing_the_server_costs_that_exercise_and_the_next_one_gets_a_fresh_se
 def test_code_that_raises_when_defined_is_named(server):
     _, result = _score(server, "import not_a_module_anywhere\n" + CORRECT)
     assert result.points == 0 and "raised ModuleNotFoundError when it was defined" in result.parts[0].message
+
+
+# A student's function that searches the probe process for the grader's seed: every frame above it, and every
+# container the garbage collector tracks (dicts, lists, tuples: the request, the probe's locals, module globals).
+SEED_HUNTER = """
+import gc, sys
+def double(x):
+    where = []
+    frame = sys._getframe()
+    while frame is not None:
+        if 'seed' in frame.f_locals or SEED in [v for v in frame.f_locals.values() if type(v) is int]:
+            where.append(f'the frame of {frame.f_code.co_name}')
+        frame = frame.f_back
+    for obj in gc.get_objects():
+        if obj is globals():  # where it wrote SEED itself
+            continue
+        values = obj.values() if isinstance(obj, dict) else obj if isinstance(obj, (list, tuple)) else ()
+        try:
+            if any(type(v) is int and v == SEED for v in values):
+                where.append(type(obj).__name__)
+        except Exception:
+            pass
+    if where:
+        raise RuntimeError('the seed is in ' + ', '.join(where))
+    return 2 * x
+"""
+
+
+def test_the_probe_process_is_sent_the_inputs_and_never_the_seed(server):
+    seed = 987_654_321  # more digits than any input drawn from it (at most 10**6), so never one of them
+    text = f"SEED = {seed}\n" + SEED_HUNTER
+    reply = server.probe(DOUBLE.name, _sources(text), encoded_inputs(DOUBLE, seed), 60)
+    result = _probed(reply, DOUBLE, seed, 60, 60)
+    assert result.points == 2, result  # it found nothing to regenerate the answer from, so it did the work
+    assert judged(DOUBLE, reply.evidence, seed + 1).points == 0  # and the evidence is that seed's inputs'
