@@ -82,6 +82,35 @@ def test_every_wing_names_its_notebook_and_number():
         assert (ROOT / "solutions" / f"{checks.LAB.notebook}.ipynb").exists()
 
 
+def _ints(value):
+    if isinstance(value, dict):
+        return [n for item in value.values() for n in _ints(item)]
+    if isinstance(value, (list, tuple)):
+        return [n for item in value for n in _ints(item)]
+    return [value] if isinstance(value, int) and not isinstance(value, bool) else []
+
+
+def test_every_probe_is_sent_inputs_drawn_from_the_seed_and_never_the_seed():
+    """The grader draws an exercise's inputs from its seed and sends the probe process only those (issue 20)."""
+    import inspect
+
+    from labs_utils import evidence as ev
+    from labs_utils.exercises import discover_labs, draw_inputs
+
+    seed = 1_234_567_891
+    for checks in discover_labs().values():
+        for exercise in checks.GRADING:
+            parameters = inspect.signature(exercise.probe).parameters
+            assert "seed" not in parameters and "inputs" in parameters, exercise.name
+            if exercise.inputs is None:
+                continue
+            drawn = draw_inputs(exercise, seed)
+            assert seed not in _ints(drawn), f"{exercise.name}'s inputs carry the seed itself"
+            assert ev.encode(draw_inputs(exercise, seed)) == ev.encode(drawn), f"{exercise.name}: not deterministic"
+            assert ev.encode(draw_inputs(exercise, seed + 1)) != ev.encode(drawn), f"{exercise.name}: not drawn"
+            assert len(ev.encode(drawn)) < 8 * 2**20, f"{exercise.name}'s inputs are over 8 MiB"
+
+
 @pytest.mark.slow  # starts a fresh Python that imports torch
 def test_a_new_lab_needs_no_entry_outside_its_wing(tmp_path):
     """A copy of the package with a lab4_demo wing: the façade, lu.<TAB> and the grader's discovery all find it."""
