@@ -97,6 +97,11 @@ def judge_triple(evidence: Any, *, seed: int) -> dict:
     return {"triple": _compare(evidence, "values", xs, [3 * x for x in xs], "triple", "multiply by 3.")}
 
 
+def broken_inputs(*, seed: int) -> dict:
+    """Inputs the course's code fails to draw (the grader must call that its own problem)."""
+    raise ValueError(f"no inputs for {seed}")
+
+
 def endless_judge(evidence: Any, *, seed: int) -> dict:
     """A judge that never returns (the grader's judge time limit must stop it)."""
     while True:

@@ -85,14 +85,8 @@ def _child(channel: socket.socket, module: str, table: str, request: dict) -> No
     evidence = importlib.import_module("labs_utils.evidence")
     tripwire = importlib.import_module("labs_utils.tripwire")
     exercise = exercises.exercise_named(getattr(importlib.import_module(module), table), request["exercise"])
-    sources, inputs = request["sources"], request["inputs"]
+    sources, inputs = request["sources"], request["inputs"]  # inputs: decoded by the server (run_one)
     del request
-    try:  # decoded strictly, before any of the student's code runs
-        inputs = None if inputs is None else evidence.decode(inputs)
-    except evidence.EvidenceError as exc:
-        channel.sendall(b"X" + _short(f"the grader sent inputs the check could not read ({exc}): not the "
-                                      "submission's fault").encode())
-        return
     student = types.ModuleType("__main__")
     student.__dict__["__builtins__"] = __builtins__
     sys.modules["__main__"] = student
@@ -194,6 +188,12 @@ def _reap_all(group: int, sandboxed: bool) -> None:
 
 def run_one(module: str, table: str, request: dict, sandboxed: bool) -> tuple[dict, bytes]:
     timeout = float(request.get("timeout", 60))
+    try:  # the inputs the grader drew (evidence text), decoded strictly here, before any child exists
+        evidence = importlib.import_module("labs_utils.evidence")
+        text = request.get("inputs")
+        request = {**request, "inputs": None if text is None else evidence.decode(text)}
+    except Exception as exc:  # noqa: BLE001 - the grader's own doing: said so, and no child starts
+        return {"status": "inputs", "message": f"{type(exc).__name__}: {exc}"[:4000]}, b""
     before = last_pid() if sandboxed else None
     start = time.monotonic()
     pid, channel = _start_child(module, table, request)

@@ -196,6 +196,9 @@ def _probed(reply: Reply, exercise: exercises.Exercise, seed: int, timeout: int,
     if reply.status == "died":
         return _failed(exercise, Status.CRASHED, "while this exercise was checked, your code "
                        + death(reply.exit).replace("the kernel", "the process that checked it"))
+    if reply.status == "inputs":
+        return _failed(exercise, Status.ERROR, f"the process that checks exercises could not read the inputs the "
+                                               f"grader drew ({reply.message}); not the submission's fault")
     if reply.status == "unstarted":
         return _failed(exercise, Status.ERROR, f"the grader could not start the process that checks exercises "
                                                f"({reply.message}); not the submission's fault: grade it again")

@@ -327,3 +327,14 @@ def test_kernel_exits_when_the_grader_dies():
     while status.exists() and "zombie" not in status.read_text() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not status.exists() or "zombie" in status.read_text(), "the orphaned kernel kept running"
+
+
+def test_inputs_are_drawn_in_the_judge_worker_and_a_failure_there_is_the_graders():
+    from labs_utils.instructor.grading import judging
+
+    text = judging.inputs_with_timeout(DOUBLE, 7, timeout=60)
+    assert ev.decode(text) == gf.inputs_double(seed=7) and text == judging.inputs_with_timeout(DOUBLE, 7, None)
+    broken = Exercise("broken", ("double",), DOUBLE.parts, gf.probe_double, gf.judge_double, inputs=gf.broken_inputs)
+    for timeout in (60, None):  # in the worker, and in this process
+        with pytest.raises(judging.InputsFailed, match="ValueError: no inputs for 7"):
+            judging.inputs_with_timeout(broken, 7, timeout)

@@ -175,3 +175,12 @@ def test_the_probe_process_is_sent_the_inputs_and_never_the_seed(server):
     result = _probed(reply, DOUBLE, seed, 60, 60)
     assert result.points == 2, result  # it found nothing to regenerate the answer from, so it did the work
     assert judged(DOUBLE, reply.evidence, seed + 1).points == 0  # and the evidence is that seed's inputs'
+
+
+def test_inputs_the_server_cannot_read_are_the_graders_problem_and_start_no_child(server):
+    starts = server.starts
+    reply = server.probe(DOUBLE.name, _sources(CORRECT), '{"positive": {"__tensor__": 1}}', 60)
+    result = _probed(reply, DOUBLE, SEED, 60, 60)
+    assert (reply.status, result.status, server.starts) == ("inputs", "error", starts), result
+    assert "not the submission's fault" in result.message
+    assert _score(server, CORRECT)[1].points == 2
