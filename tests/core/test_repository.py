@@ -82,12 +82,31 @@ def test_every_wing_names_its_notebook_and_number():
         assert (ROOT / "solutions" / f"{checks.LAB.notebook}.ipynb").exists()
 
 
-def _ints(value):
+def _leaves(value):
     if isinstance(value, dict):
-        return [n for item in value.values() for n in _ints(item)]
+        return [n for item in value.values() for n in _leaves(item)]
     if isinstance(value, (list, tuple)):
-        return [n for item in value for n in _ints(item)]
-    return [value] if isinstance(value, int) and not isinstance(value, bool) else []
+        return [n for item in value for n in _leaves(item)]
+    return [value]
+
+
+def _carries(inputs, seed: int) -> str | None:
+    """Where the inputs hold the seed, or a seed a few steps from it (seed + k, as an int or in a tensor's bytes:
+    a torch.Generator's state starts with the seed it was seeded with)."""
+    import torch
+
+    near = range(seed - 16, seed + 1024)
+    for leaf in _leaves(inputs):
+        if isinstance(leaf, int) and not isinstance(leaf, bool) and leaf in near:
+            return f"the int {leaf}"
+        if isinstance(leaf, torch.Tensor) and leaf.numel():
+            if not leaf.is_floating_point() and leaf.dtype != torch.bool and any(
+                    int(n) in near for n in leaf.flatten().tolist()):
+                return f"a {leaf.dtype} tensor's values"
+            raw = leaf.detach().contiguous().view(-1).view(torch.uint8).numpy().tobytes()
+            if any(n.to_bytes(8, "little") in raw for n in near):  # a generator's state, at any offset
+                return f"a {leaf.dtype} tensor's bytes"
+    return None
 
 
 def test_every_probe_is_sent_inputs_drawn_from_the_seed_and_never_the_seed():
@@ -105,7 +124,8 @@ def test_every_probe_is_sent_inputs_drawn_from_the_seed_and_never_the_seed():
             if exercise.inputs is None:
                 continue
             drawn = draw_inputs(exercise, seed)
-            assert seed not in _ints(drawn), f"{exercise.name}'s inputs carry the seed itself"
+            where = _carries(drawn, seed)
+            assert where is None, f"{exercise.name}'s inputs carry the seed (or seed + k) in {where}"
             assert ev.encode(draw_inputs(exercise, seed)) == ev.encode(drawn), f"{exercise.name}: not deterministic"
             assert ev.encode(draw_inputs(exercise, seed + 1)) != ev.encode(drawn), f"{exercise.name}: not drawn"
             assert len(ev.encode(drawn)) < 8 * 2**20, f"{exercise.name}'s inputs are over 8 MiB"
