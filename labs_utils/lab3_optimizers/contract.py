@@ -158,7 +158,7 @@ def _closure(record: Any, plain: list, setup: Setup) -> list[tuple[str, str]]:
 def judge_contract(runs: dict, name: str, seed: int) -> str | None:
     """The contract part's verdict: the first problem found, and the names of the others."""
     scenario = next(s for s in scenarios_of(name) if s.part == CONTRACT)
-    setup = Setup(name, scenario, seed)
+    setup = Setup.from_seed(name, scenario, seed)
     plain_record = runs.get(run_name(scenario, ""))
     gate = _gate(plain_record, setup)
     if gate is not None:

@@ -1,7 +1,8 @@
 """The measurement exercise ``fit_rate(gaps)``: the per-step error contraction of a loss curve.
 
-The probe hands the student's function synthetic loss-gap curves drawn from a seed and records the rates it
-returns; the judge regenerates the curves and compares with the rate each was built from. A curve is
+The probe hands the student's function synthetic loss-gap curves (drawn from a seed in the judge's process and sent
+to the probe without it) and records the rates it returns; the judge regenerates the curves and compares with the
+rate each was built from. A curve is
 ``A·r^(2t)`` (the loss gap of a linearly converging method whose error shrinks by ``r`` per step) times
 multiplicative noise. Each part has two curves of different lengths and disjoint rates, so no fixed tail start
 (``gaps[150:]``) and no constant passes a part:
@@ -96,12 +97,20 @@ def _as_number(value: Any) -> float | None:
     return None
 
 
-def probe_fit_rate(fit_rate: Callable[[np.ndarray], Any], *, seed: int) -> dict[str, Any]:
-    """Evidence: ``{"curves": {curve name: {"rate": float | None, "error": str | None, "changed_input": bool}}}``."""
+def inputs_fit_rate(*, seed: int) -> dict[str, Any]:
+    """The probe's inputs (drawn in the judge's process): ``{"gaps": {curve name: float64 array}}``, the curves
+    alone (their rates and transients stay with the judge)."""
+    return {"gaps": {spec.name: curve(spec, seed)[0] for spec in CURVES}}
+
+
+def probe_fit_rate(fit_rate: Callable[[np.ndarray], Any], *, inputs: dict[str, Any]) -> dict[str, Any]:
+    """Evidence: ``{"curves": {curve name: {"rate": float | None, "error": str | None, "changed_input": bool}}}``.
+
+    fit_rate gets a copy of each curve, compared with the inputs afterwards (an edit in place is reported)."""
     clock = Clock(PROBE_SECONDS)
     found: dict[str, Any] = {}
     for spec in CURVES:
-        gaps, _, _ = curve(spec, seed)
+        gaps = inputs["gaps"][spec.name].numpy().copy()  # a float64 tensor after the JSON round trip
         given = gaps.copy()
         entry: dict[str, Any] = {"rate": None, "error": None, "changed_input": False}
         try:
@@ -192,4 +201,4 @@ def judge_fit_rate(evidence: Any, *, seed: int) -> dict[str, str | None]:
 
 
 FIT_RATE = Exercise("Convergence rate", needs=("fit_rate",), parts=tuple(Part(p, v) for p, v in POINTS.items()),
-                    probe=probe_fit_rate, judge=judge_fit_rate)
+                    probe=probe_fit_rate, judge=judge_fit_rate, inputs=inputs_fit_rate)

@@ -38,6 +38,7 @@ from .optimizer_cases import (
     CONTRACT,
     SPECS,
     Setup,
+    draw_setup,
     drive,
     reference_record,
     run_name,
@@ -51,10 +52,17 @@ PROBE_SECONDS = 30.0  # seconds for all of them
 
 # ----------------------------------------------------------------------------- probe (student's kernel)
 
-def probe_optimizer(cls: Any, name: str, *, seed: int) -> dict[str, Any]:
+def inputs_optimizer(name: str, *, seed: int) -> dict[str, Any]:
+    """The probe's inputs (drawn in the judge's process): ``{"scenarios": {scenario name: its draws}}``, the
+    parameters' initial values and the gradients' scales, signs and jitters (:func:`.optimizer_cases.draw_setup`)."""
+    return {"scenarios": {scenario.name: draw_setup(scenario, seed) for scenario in scenarios_of(name)}}
+
+
+def probe_optimizer(cls: Any, name: str, *, inputs: dict[str, Any]) -> dict[str, Any]:
     """Run the student's optimizer through every scenario; evidence: ``{"runs": {run name: record}}``.
 
     A record is :func:`.optimizer_cases.drive`'s, without the groups' hyperparameters (the judge has torch's).
+    The student's code sees only clones of the inputs (fresh parameters, new gradient tensors).
     """
     spec = SPECS[name]
     if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
@@ -71,7 +79,7 @@ def probe_optimizer(cls: Any, name: str, *, seed: int) -> dict[str, Any]:
 
     runs = {}
     for scenario in scenarios_of(name):
-        setup = Setup(name, scenario, seed)
+        setup = Setup(name, scenario, inputs["scenarios"][scenario.name])
 
         def make(groups: list, setup: Setup = setup) -> Any:
             return clock.call(PER_CALL, cls, groups, lr=setup.lr, **setup.kwargs, what=setup.constructor_text(cls))
@@ -138,7 +146,8 @@ def judge_optimizer(evidence: Any, name: str, *, seed: int) -> dict[str, str | N
     for scenario in scenarios_of(name):
         if scenario.part == CONTRACT or verdicts[scenario.part] is not None:
             continue
-        verdicts[scenario.part] = judge_scenario(runs.get(run_name(scenario, "")), Setup(name, scenario, seed),
+        setup = Setup.from_seed(name, scenario, seed)
+        verdicts[scenario.part] = judge_scenario(runs.get(run_name(scenario, "")), setup,
                                                  basic_failed=verdicts[BASIC] is not None)
     verdicts[CONTRACT] = judge_contract(runs, name, seed)
     return verdicts
@@ -146,6 +155,7 @@ def judge_optimizer(evidence: Any, name: str, *, seed: int) -> dict[str, str | N
 
 OPTIMIZERS = [
     Exercise(spec.title, needs=(spec.title,), parts=tuple(Part(part, points) for part, points in spec.points.items()),
-             probe=probe_optimizer, judge=judge_optimizer, args=(key,), forbidden=("torch.optim",))
+             probe=probe_optimizer, judge=judge_optimizer, args=(key,), forbidden=("torch.optim",),
+             inputs=inputs_optimizer)
     for key, spec in SPECS.items()
 ]

@@ -121,13 +121,18 @@ def _as_number(value: Any) -> float | None:
     return None
 
 
-def probe_stability(largest_stable_lr: Callable, *, seed: int) -> dict[str, Any]:
+def inputs_stability(*, seed: int) -> dict[str, Any]:
+    """The probe's inputs (drawn in the judge's process): ``{"cases": {case name: [L, β, w]}}`` (:func:`draw`)."""
+    return {"cases": {case.name: list(draw(case, seed)) for case in CASES}}
+
+
+def probe_stability(largest_stable_lr: Callable, *, inputs: dict[str, Any]) -> dict[str, Any]:
     """Evidence: ``{"cases": {case name: {"lr": float | None, "steps": int, "error": str | None}}}``."""
     warm_up_optimizers()
     clock = Clock(PROBE_SECONDS)
     found: dict[str, Any] = {}
     for case in CASES:
-        curvature, beta, decay = draw(case, seed)
+        curvature, beta, decay = (float(value) for value in inputs["cases"][case.name])
         steps = [0]
         entry: dict[str, Any] = {"lr": None, "steps": 0, "error": None}
         try:
@@ -206,5 +211,5 @@ def judge_stability(evidence: Any, *, seed: int) -> dict[str, str | None]:
 
 STABILITY = Exercise("Stability limit", needs=("largest_stable_lr",),
                      parts=tuple(Part(p, v) for p, v in POINTS.items()),
-                     probe=probe_stability, judge=judge_stability,
+                     probe=probe_stability, judge=judge_stability, inputs=inputs_stability,
                      forbidden=("labs_utils.lab3_optimizers.landscapes",))

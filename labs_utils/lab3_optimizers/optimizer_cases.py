@@ -1,6 +1,7 @@
 """Shared inputs of the optimizer checks: what each exercise must match, its scenarios, and the one driver.
 
-The probe (student's kernel) and the judge (grader's process) both rebuild everything here from the seed.
+The judge (grader's process) draws a scenario's random inputs from the seed (:func:`draw_setup`); the probe
+(student's kernel) is sent those draws, never the seed, and both build the same :class:`Setup` from them.
 :func:`drive` takes *any* optimizer factory through one scenario and records what happened after every
 step: the probe drives the student's class, the judge drives torch.optim's on the same inputs, and the
 two records are compared. A scenario adds the difficulties a torch.optim user relies on:
@@ -181,22 +182,29 @@ def run_name(scenario: Scenario, run: str) -> str:
     return scenario.name if not run else f"{scenario.name} [{run}]"
 
 
-class Setup:
-    """Everything one scenario draws from the seed: parameters, gradients, constructor, groups and edits."""
+def draw_setup(scenario: Scenario, seed: int) -> dict[str, Any]:
+    """What a scenario draws from the seed (the probe's inputs for it): the parameters' initial values, the scale
+    of their gradients and, per step, a random sign and a jitter in [-0.25, 0.25] for every element."""
+    generator = torch.Generator().manual_seed((seed * 1_000_003 + zlib.crc32(scenario.name.encode())) % 2**62)
+    names = [n for group in scenario.groups for n in group if n not in ("unusual", "eps")]
+    initial = {n: torch.randn(SHAPES[n], generator=generator) for n in names}
+    low, high = (math.log10(s) for s in scenario.scales)
+    grad_scale = {n: 10 ** (low + (high - low) * torch.rand(SHAPES[n], generator=generator)) for n in names}
+    noise = [{n: [torch.randint(0, 2, SHAPES[n], generator=generator) * 2.0 - 1.0,
+                  0.5 * torch.rand(SHAPES[n], generator=generator) - 0.25] for n in names}
+             for _ in range(scenario.steps)]
+    return {"initial": initial, "grad_scale": grad_scale, "noise": noise}
 
-    def __init__(self, name: str, scenario: Scenario, seed: int):
+
+class Setup:
+    """A scenario's draws (the probe's inputs; :meth:`from_seed` in the judge), constructor, groups and edits."""
+
+    def __init__(self, name: str, scenario: Scenario, draws: dict[str, Any]):
         self.name, self.spec, self.scenario = name, SPECS[name], scenario
         spec = self.spec
-        generator = torch.Generator().manual_seed((seed * 1_000_003 + zlib.crc32(scenario.name.encode())) % 2**62)
         self.names = [n for group in scenario.groups for n in group if n not in ("unusual", "eps")]
-        self.initial = {n: torch.randn(SHAPES[n], generator=generator) for n in self.names}
-        low, high = (math.log10(s) for s in scenario.scales)
-        self.grad_scale = {n: 10 ** (low + (high - low) * torch.rand(SHAPES[n], generator=generator))
-                           for n in self.names}
-        # per step: a random sign and a jitter in [-0.25, 0.25] for every element
-        self.noise = [{n: (torch.randint(0, 2, SHAPES[n], generator=generator) * 2.0 - 1.0,
-                           0.5 * torch.rand(SHAPES[n], generator=generator) - 0.25) for n in self.names}
-                      for _ in range(scenario.steps)]
+        self.initial, self.grad_scale = draws["initial"], draws["grad_scale"]
+        self.noise = [{n: tuple(pair) for n, pair in step.items()} for step in draws["noise"]]
         self.kwargs = dict(spec.unusual) if scenario.constructor == "unusual" else {}
         if spec.decay is not None:  # weight decay only in the decay scenarios
             self.kwargs.update((spec.decay if scenario.constructor == "defaults" else
@@ -214,6 +222,10 @@ class Setup:
                 override = {"eps": UNUSUAL_EPS}
             self.overrides.append(override)
             self.members.append([n for n in group if n not in ("unusual", "eps")])
+
+    @classmethod
+    def from_seed(cls, name: str, scenario: Scenario, seed: int) -> Setup:
+        return cls(name, scenario, draw_setup(scenario, seed))
 
     def constructor_kwargs(self) -> dict[str, Any]:
         """What the reference is built with: every hyperparameter (the student's class gets ``self.kwargs``)."""

@@ -444,5 +444,5 @@ def test_malformed_evidence_fails_every_part_without_crashing(evidence):
 
 def test_evidence_from_another_seed_is_rejected():
     exercise = exercises.exercise_named(CHECKS, "Momentum")
-    stale = exercises.probe(exercise, (Heavy,), seed=1)
+    stale = exercises.probe(exercise, (Heavy,), exercises.draw_inputs(exercise, 1))
     assert all(message is not None for message in exercises.judge(exercise, stale, seed=2).values())

@@ -6,6 +6,7 @@ that hangs, recurses, returns the wrong type or changes the probe's inputs.
 """
 from __future__ import annotations
 
+import inspect
 import math
 
 import numpy as np
@@ -13,13 +14,13 @@ import pytest
 import torch
 from lab3_reference import Heavy, failed_parts, run_closure, verdicts
 
-from labs_utils import exercises
+from labs_utils import evidence, exercises
 from labs_utils import lab3_optimizers as lab3
 from labs_utils.lab3_optimizers import exercise_fit_rate, exercise_optimizers
 from labs_utils.lab3_optimizers.checks import CHECKS
 from labs_utils.lab3_optimizers.exercise_fit_rate import EARLY_ZEROS, FIT_RATE
 from labs_utils.lab3_optimizers.exercise_stability import STABILITY
-from labs_utils.lab3_optimizers.optimizer_cases import GROUPS, SPECS
+from labs_utils.lab3_optimizers.optimizer_cases import CONTRACT, GROUPS, SPECS
 
 OPTIMIZERS = [exercise for exercise in CHECKS if exercise not in (FIT_RATE, STABILITY)]
 
@@ -174,3 +175,56 @@ def test_a_fit_rate_that_hangs_or_recurses_fails_those_curves(short_budget):
         found = exercises.grade_here(FIT_RATE, (fn,), 7)
         assert [part for part, message in found.items() if message] == [EARLY_ZEROS]
         assert fragment in found[EARLY_ZEROS]
+
+
+# ---------------------------------------------------------------- the probe's inputs (sent to it instead of the seed)
+
+
+@pytest.mark.parametrize("exercise", CHECKS, ids=lambda exercise: exercise.name)
+def test_every_probe_is_sent_its_inputs_not_the_seed_and_they_are_small(exercise):
+    seed = 918273645
+    sent = evidence.encode(exercise.inputs(*exercise.args, seed=seed))
+    assert "seed" not in inspect.signature(exercise.probe).parameters
+    assert str(seed) not in sent and len(sent) < 2**20
+
+
+def _graded_on_sent_inputs(exercise, answer, seed=3):
+    """Verdicts from the probe run on the inputs the grader would send, and whether they came back unchanged."""
+    inputs = exercises.draw_inputs(exercise, seed)
+    sent = evidence.encode(inputs)
+    found = evidence.decode(evidence.encode(exercises.probe(exercise, (answer,), inputs)))
+    return exercises.judge(exercise, found, seed), evidence.encode(inputs) == sent
+
+
+class ScalesTheGradientsAfterStepping(Heavy):
+    """Correct momentum steps, then every p.grad multiplied in place."""
+
+    def step(self, closure=None):
+        loss = super().step(closure)
+        with torch.no_grad():
+            for group in self.param_groups:
+                for p in group["params"]:
+                    if p.grad is not None:
+                        p.grad.mul_(-3.0)
+        return loss
+
+
+def test_an_optimizer_that_edits_its_gradients_in_place_leaves_the_inputs_and_fails_the_contract_only():
+    found, unchanged = _graded_on_sent_inputs(exercises.exercise_named(CHECKS, "Momentum"),
+                                              ScalesTheGradientsAfterStepping)
+    assert unchanged
+    assert [part for part, message in found.items() if message] == [CONTRACT]
+    assert "changed p.grad" in found[CONTRACT]
+
+
+def test_a_fit_rate_that_overwrites_its_array_leaves_the_inputs_and_is_told_so():
+    def fits_then_overwrites(gaps):
+        usable = gaps[gaps > 0]
+        t = np.arange(len(usable))[len(usable) // 2:]
+        rate = math.exp(np.polyfit(t, np.log(usable[t]), 1)[0] / 2)
+        gaps[:] = 1.0
+        return rate
+
+    found, unchanged = _graded_on_sent_inputs(FIT_RATE, fits_then_overwrites)
+    assert unchanged
+    assert all("changed the array it was given" in message for message in found.values())
