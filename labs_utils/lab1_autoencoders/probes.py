@@ -4,8 +4,8 @@ that are not digits.
 
     display(lab1.plot_sigmoid_inputs(bn_runs))
     display(lab1.random_codes(conv, x_val))
-    display(lab1.retrieval(conv.encoder, x_train, x_test[:6]))
-    display(lab1.out_of_distribution(conv, x_val))
+    display(lab1.retrieval(conv, x_train, x_test[:5]))  # the whole model: it encodes with model.encoder
+    display(lab1.out_of_distribution(conv))  # the probe draws its own non-digit inputs
 """
 from __future__ import annotations
 
