@@ -24,9 +24,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..checking import call_student, describe, fail, max_abs_diff, require_parameters, with_hint
+from ..checking import describe, fail, max_abs_diff, require_parameters, with_hint
 from ..exercises import Exercise, Part, sub_seed
 from ..runtime import seeded
+from .probe_inputs import Budget
 from .tracker import track_memory
 
 _WIDTH, _BATCH = 16, 8
@@ -89,7 +90,7 @@ def inputs_inplace(*, seed: int) -> dict:
 
 # ----------------------------------------------------------------------------- probe (student's kernel)
 
-def _probe_case(fn: Callable, name: str, inputs: dict) -> dict:
+def _probe_case(fn: Callable, budget: Budget, name: str, inputs: dict) -> dict:
     _, segment_size, _, requires_grad = CASES[name]
     blocks, log, phase = _network(name, inputs["init"])
     leaf = _leaf(inputs, requires_grad)
@@ -98,26 +99,30 @@ def _probe_case(fn: Callable, name: str, inputs: dict) -> dict:
         with track_memory("cpu") as tracker:
             x = leaf * 1.0 if requires_grad else leaf.clone()  # made here, so it counts; not a leaf that
             # requires grad, so plain backprop may modify it in place
-            out = call_student(fn, blocks, x, segment_size,
-                               what=f"{describe(fn)}(blocks, x, segment_size={segment_size})")
+            out = budget.call(fn, blocks, x, segment_size,
+                              what=f"{describe(fn)}(blocks, x, segment_size={segment_size})")
         if not isinstance(out, torch.Tensor):
             fail(f"{describe(fn)} returned {type(out).__name__}, expected the output tensor of the last block.",
                  f"The exercise asks for {_SIGNATURE}.")
-        record.update(held_bytes=int(tracker.report().timeline[-1]), output=out.detach().clone(),
+        record.update(held_bytes=int(tracker.report().timeline[-1]), output=out.detach().to("cpu").clone(),
                       output_requires_grad=bool(out.requires_grad))
         if out.requires_grad:
             phase[0] = "backward"
-            call_student(lambda: out.pow(2).sum().backward(), what=f"backward through {describe(fn)}")
+            budget.call(lambda: out.pow(2).sum().backward(), what=f"backward through {describe(fn)}")
         record.update(leaf_grad=leaf.grad, param_grads=[p.grad for p in blocks.parameters()])
     except AssertionError as error:
         record.update(error=str(error), error_phase=phase[0])
+    except Exception as error:  # what the function returned broke the measurement (e.g. a meta tensor)
+        record.update(error=f"The check could not measure what {describe(fn)} returned ({type(error).__name__}: "
+                      f"{error}).", error_phase=phase[0])
     return record
 
 
 def probe_inplace(fn: Callable, *, inputs: dict) -> dict:
     """Evidence of ``checkpointed_forward_inplace`` on every network of ``CASES``."""
     require_parameters(fn, ["blocks", "x", "segment_size"], _SIGNATURE)
-    evidence = {name: _probe_case(fn, name, inputs[name]) for name in CASES}
+    budget = Budget()  # a function that hangs fails with a message
+    evidence = {name: _probe_case(fn, budget, name, inputs[name]) for name in CASES}
     if all(record.get("error_phase") == "forward" for record in evidence.values()):
         fail(evidence["harmless"]["error"])  # nothing measured at all (e.g. not implemented yet)
     return evidence

@@ -156,6 +156,14 @@ def test_the_dropout_check_survives_a_hang_too(short_time_limits):
     assert all("did not finish within" in message for message in result.values())
 
 
+def test_the_in_place_check_survives_a_hang_and_a_meta_tensor(short_time_limits):
+    in_place = exercises.exercise_named(checks.GRADING, "checkpointed_forward_inplace: an overwritten checkpoint")
+    for implementation, message in ((hangs, "did not finish within 0.5 s"),
+                                    (returns_a_meta_tensor, "could not measure what returns_a_meta_tensor returned")):
+        result = verdicts(in_place, implementation)
+        assert all(message in m for m in result.values()), result
+
+
 def recurses(blocks, x, segment_size):
     return recurses(blocks, x, segment_size)
 
