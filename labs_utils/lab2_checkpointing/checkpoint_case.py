@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from ..checking import describe, fail, tensor_difference, with_hint
-from .probe_inputs import Budget, Snapshot, Watch, custom_functions, make_blocks, make_input
+from .probe_inputs import Budget, Snapshot, Watch, custom_functions, fresh_input, make_blocks
 from .tracker import track_memory
 
 SIGNATURE = "checkpointed_forward(blocks, x, segment_size) -> Tensor"
@@ -71,17 +71,18 @@ def _output(out: torch.Tensor) -> torch.Tensor:
     return out.detach().to("cpu", torch.float64).clone()
 
 
-def probe_case(fn: Callable, budget: Budget, n_blocks: int, segment_size: int, requires_grad: bool, seed: int,
+def probe_case(fn: Callable, budget: Budget, n_blocks: int, segment_size: int, requires_grad: bool, case: dict,
                dropout: bool = False) -> dict:
-    """Forward and backward of one case inside the memory tracker: the evidence the judges below read."""
+    """Forward and backward of one case (its inputs: :func:`.probe_inputs.draw_case`) inside the memory tracker:
+    the evidence the judges below read."""
     watch = Watch()
-    blocks = make_blocks(n_blocks, seed, watch.note, dropout)
-    snapshot = Snapshot(blocks, seed, requires_grad)
+    blocks = make_blocks(n_blocks, case["init"], watch.note, dropout)
+    snapshot = Snapshot(blocks, case["x"], requires_grad)
     record: dict[str, Any] = {"log": watch.log}
     try:
         with torch.enable_grad(), track_memory("cpu", blocks.parameters()) as tracker:
             watch.tracker = tracker
-            x = make_input(seed, requires_grad)  # made inside the tracker: the input counts, like a checkpoint
+            x = fresh_input(case, requires_grad)  # made inside the tracker: the input counts, like a checkpoint
             out = run_forward(fn, budget, blocks, x, segment_size)
             record["forward_end"] = tracker.events
             if out.requires_grad:

@@ -1,4 +1,5 @@
-"""The judges of one checkpointing case (grader's process): each recomputes plain backprop from the seed.
+"""The judges of one checkpointing case (grader's process): each recomputes plain backprop on the case's inputs,
+drawn from the seed here as for the probe (:func:`.probe_inputs.draw_case`).
 
 - :func:`judge_gradients`: output, parameter and input gradients against plain backprop's;
 - :func:`judge_memory`: activations alive when the forward pass returned (the segment inputs and the output);
@@ -28,24 +29,24 @@ from .checkpoint_case import (
     segments_text,
     where,
 )
-from .probe_inputs import ACTIVATION, make_blocks, make_input
+from .probe_inputs import ACTIVATION, fresh_input, make_blocks
 from .tracker import track_memory
 
 
-def reference(n_blocks: int, requires_grad: bool, seed: int) -> tuple[torch.Tensor, list, torch.Tensor | None]:
-    """Plain backprop on the probe's blocks and input: output, parameter gradients, input gradient."""
-    blocks = make_blocks(n_blocks, seed)
-    x = make_input(seed, requires_grad)
+def reference(n_blocks: int, requires_grad: bool, inputs: dict) -> tuple[torch.Tensor, list, torch.Tensor | None]:
+    """Plain backprop on the probe's blocks and input (a case's ``inputs``): output, parameter and input gradients."""
+    blocks = make_blocks(n_blocks, inputs["init"])
+    x = fresh_input(inputs, requires_grad)
     out = blocks(x)
     out.pow(2).sum().backward()
     return out.detach(), [p.grad for p in blocks.parameters()], x.grad
 
 
-def plain_peak(n_blocks: int, seed: int) -> float:
+def plain_peak(n_blocks: int, inputs: dict) -> float:
     """Plain backprop's peak of live activations during a step, in activations (measured here)."""
-    blocks = make_blocks(n_blocks, seed)
+    blocks = make_blocks(n_blocks, inputs["init"])
     with track_memory("cpu", blocks.parameters()) as tracker:
-        blocks(make_input(seed, True)).pow(2).sum().backward()
+        blocks(fresh_input(inputs, True)).pow(2).sum().backward()
     return tracker.report().peak_activation_bytes / ACTIVATION
 
 
@@ -65,7 +66,7 @@ def _missing_hint(missing: list, n_blocks: int, segment_size: int, zeros: bool =
             "(x, *params), grad_output).")
 
 
-def judge_gradients(case: dict, n_blocks: int, segment_size: int, requires_grad: bool, seed: int) -> str | None:
+def judge_gradients(case: dict, n_blocks: int, segment_size: int, requires_grad: bool, inputs: dict) -> str | None:
     """The output, the parameter gradients and the input gradient of one case against plain backprop's."""
     place = where(n_blocks, segment_size, requires_grad)
     problem = measured(case) or ran_in_your_function(case, place)
@@ -80,7 +81,7 @@ def judge_gradients(case: dict, n_blocks: int, segment_size: int, requires_grad:
                          ".requires_grad_(True): requires_grad_() on the saved tensor itself changes the caller's x."
                          if flag else "Leave the caller's x and the blocks' parameters as they are: never change "
                          "them in place; work on copies (x.detach(), new tensors) instead.")
-    out, grads, x_grad = reference(n_blocks, requires_grad, seed)
+    out, grads, x_grad = reference(n_blocks, requires_grad, inputs)
     problem = nested_replays(case, place)
     if problem:
         return problem
@@ -165,7 +166,7 @@ def replays(case: dict) -> list:
     return found
 
 
-def judge_peak(case: dict, n_blocks: int, segment_size: int, seed: int) -> str | None:
+def judge_peak(case: dict, n_blocks: int, segment_size: int, inputs: dict) -> str | None:
     """How far live activations rise during backward above what the forward pass kept: one replayed segment."""
     place = where(n_blocks, segment_size)
     problem = measured(case) or ran_in_your_function(case, place) or case.get("backward_error")
@@ -192,7 +193,7 @@ def judge_peak(case: dict, n_blocks: int, segment_size: int, seed: int) -> str |
     told = (f"During backward {place} the live activations rose from {held:.0f}, what the forward pass kept, to "
             f"{peak:.0f}: {peak - held:.0f} more, where replaying one segment of {longest} block(s) at a time "
             f"needs about {longest + 3} more (its activations and the gradients in flight). Plain backprop "
-            f"peaks at {plain_peak(n_blocks, seed):.0f}.")
+            f"peaks at {plain_peak(n_blocks, inputs):.0f}.")
     if extra >= 0.75:
         return with_hint(told + f" When blocks {segments_text(blocks)} were replayed, {extra:.0f} more activations "
                          "were alive than when the first replay began: the segments replayed before were not freed.",

@@ -3,10 +3,11 @@
 The probe runs the student's function on small double-precision networks whose blocks note every call
 (segment sizes that divide the depth, that do not, that exceed it, and 1; inputs with and without
 ``requires_grad``), forward and backward inside the memory tracker, and once through ``torch.autograd.grad``
-(:mod:`.checkpoint_case`). The judge rebuilds the same blocks and inputs from the seed, runs plain backprop
-itself and compares, part by part: an implementation that gets the gradients right but stores every
-activation, keeps its replays alive during backward, or recomputes a segment twice earns some of the points;
-one whose own ``torch.autograd.Function`` never ran (a plain forward, an identity, a constant) earns none.
+(:mod:`.checkpoint_case`), on the inputs :func:`inputs_checkpointing` draws from the seed where the seed is (the
+probe is sent the inputs, never the seed). The judge draws the same inputs, runs plain backprop itself and
+compares, part by part: an implementation that gets the gradients right but stores every activation, keeps its
+replays alive during backward, or recomputes a segment twice earns some of the points; one whose own
+``torch.autograd.Function`` never ran (a plain forward, an identity, a constant) earns none.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ from .checkpoint_case import (
     where,
 )
 from .checkpoint_judges import judge_gradients, judge_memory, judge_peak, judge_recomputation, reference
-from .probe_inputs import Budget, Watch, case_seed, custom_functions, make_blocks, make_input
+from .probe_inputs import Budget, Watch, custom_functions, draw_case, fresh_input, make_blocks
 
 # (blocks, segment_size, x.requires_grad): divisors, non-divisors, a size beyond the depth, size 1, a data batch
 CASES = ((12, 4, True), (12, 5, True), (7, 3, True), (5, 8, True), (6, 1, True), (6, 2, False))
@@ -44,12 +45,20 @@ NO_INPUT_GRAD = "parameters get gradients when the input does not require grad"
 AUTOGRAD_GRAD = "one gradient per argument (works with torch.autograd.grad)"
 
 
+# ----------------------------------------------------------------------------- inputs (where the seed is)
+
+def inputs_checkpointing(*, seed: int) -> dict:
+    """The inputs of every case of ``CASES`` and of the torch.autograd.grad case (about 80 KB of JSON)."""
+    return {"cases": [draw_case(seed, f"checkpointing case {i}") for i in range(len(CASES))],
+            "autograd_grad": draw_case(seed, "checkpointing autograd.grad")}
+
+
 # ----------------------------------------------------------------------------- probe (student's kernel)
 
-def _probe_autograd_grad(fn: Callable, budget: Budget, seed: int) -> dict:
+def _probe_autograd_grad(fn: Callable, budget: Budget, case: dict) -> dict:
     n_blocks, segment_size = GRAD_CASE
     watch = Watch()
-    blocks, x = make_blocks(n_blocks, seed, watch.note), make_input(seed, True)
+    blocks, x = make_blocks(n_blocks, case["init"], watch.note), fresh_input(case, True)
     record: dict[str, Any] = {"log": watch.log}
     try:
         with torch.enable_grad():
@@ -67,27 +76,27 @@ def _probe_autograd_grad(fn: Callable, budget: Budget, seed: int) -> dict:
     return record
 
 
-def probe_checkpointing(fn: Callable, *, seed: int) -> dict:
+def probe_checkpointing(fn: Callable, *, inputs: dict) -> dict:
     """Evidence of ``checkpointed_forward`` on every case of ``CASES`` and one torch.autograd.grad call."""
     require_parameters(fn, ["blocks", "x", "segment_size"], SIGNATURE)
     budget = Budget()
     with one_thread():
-        cases = [probe_case(fn, budget, n, k, grad, case_seed(seed, i)) for i, (n, k, grad) in enumerate(CASES)]
+        cases = [probe_case(fn, budget, n, k, grad, case) for (n, k, grad), case in zip(CASES, inputs["cases"])]
         if all("error" in case for case in cases):
             fail(cases[0]["error"])  # nothing measured at all (e.g. not implemented yet)
-        return {"cases": cases, "autograd_grad": _probe_autograd_grad(fn, budget, case_seed(seed, len(CASES)))}
+        return {"cases": cases, "autograd_grad": _probe_autograd_grad(fn, budget, inputs["autograd_grad"])}
 
 
 # ----------------------------------------------------------------------------- judge (grader's process)
 
-def _judge_autograd_grad(evidence: dict, seed: int) -> str | None:
+def _judge_autograd_grad(evidence: dict, inputs: dict) -> str | None:
     n_blocks, segment_size = GRAD_CASE
     place = where(n_blocks, segment_size)
     problem = (measured(evidence) or ran_in_your_function(evidence, place)
                or replayed_in_your_backward(evidence, place))
     if problem:
         return f"torch.autograd.grad(loss, [x, *parameters]) through your function: {problem}"
-    _, grads, x_grad = reference(n_blocks, True, seed)
+    _, grads, x_grad = reference(n_blocks, True, inputs)
     found = evidence.get("grads")
     if not isinstance(found, list) or len(found) != len(grads) + 1:
         return "The check could not read the gradients torch.autograd.grad returned."
@@ -115,19 +124,20 @@ def _judge_autograd_grad(evidence: dict, seed: int) -> str | None:
 
 
 def judge_checkpointing(evidence: Any, *, seed: int) -> dict[str, str | None]:
-    """Verdict per part from the probe's evidence, with plain backprop recomputed here from ``seed``."""
+    """Verdict per part from the probe's evidence, with plain backprop recomputed here on the inputs drawn from
+    ``seed``."""
     cases = evidence.get("cases") if isinstance(evidence, dict) else None
     if not isinstance(cases, list) or len(cases) != len(CASES) or not all(isinstance(c, dict) for c in cases):
         raise AssertionError("The check's evidence is malformed (it does not list every case).")
-    seeds = [case_seed(seed, i) for i in range(len(CASES))]
-    with_grad = [(n, k, s, case) for (n, k, grad), s, case in zip(CASES, seeds, cases) if grad]
-    without = [(n, k, s, case) for (n, k, grad), s, case in zip(CASES, seeds, cases) if not grad]
+    inputs = inputs_checkpointing(seed=seed)
+    with_grad = [(n, k, s, case) for (n, k, grad), s, case in zip(CASES, inputs["cases"], cases) if grad]
+    without = [(n, k, s, case) for (n, k, grad), s, case in zip(CASES, inputs["cases"], cases) if not grad]
     autograd_grad = evidence.get("autograd_grad")
     with one_thread():
-        return _verdicts(with_grad, without, autograd_grad, seed)
+        return _verdicts(with_grad, without, autograd_grad, inputs["autograd_grad"])
 
 
-def _verdicts(with_grad: list, without: list, autograd_grad: Any, seed: int) -> dict[str, str | None]:
+def _verdicts(with_grad: list, without: list, autograd_grad: Any, grad_inputs: dict) -> dict[str, str | None]:
     def first(messages: Any) -> str | None:
         return next((m for m in messages if m is not None), None)
 
@@ -137,7 +147,7 @@ def _verdicts(with_grad: list, without: list, autograd_grad: Any, seed: int) -> 
         PEAK: first(judge_peak(case, n, k, s) for n, k, s, case in with_grad),
         RECOMPUTATION: first(judge_recomputation(case, n, k) for n, k, _, case in with_grad),
         NO_INPUT_GRAD: first(judge_gradients(case, n, k, False, s) for n, k, s, case in without),
-        AUTOGRAD_GRAD: (_judge_autograd_grad(autograd_grad, case_seed(seed, len(CASES)))
+        AUTOGRAD_GRAD: (_judge_autograd_grad(autograd_grad, grad_inputs)
                         if isinstance(autograd_grad, dict) else "The check could not read the torch.autograd.grad "
                         "measurement."),
     }
@@ -147,4 +157,5 @@ CHECKPOINTING = Exercise(
     "checkpointed_forward: checkpointing from scratch", needs=("checkpointed_forward",),
     parts=(Part(GRADIENTS, 4), Part(MEMORY, 1), Part(PEAK, 1), Part(RECOMPUTATION, 2), Part(NO_INPUT_GRAD, 1),
            Part(AUTOGRAD_GRAD, 1)),
-    probe=probe_checkpointing, judge=judge_checkpointing, forbidden=("torch.utils.checkpoint",))
+    probe=probe_checkpointing, judge=judge_checkpointing, forbidden=("torch.utils.checkpoint",),
+    inputs=inputs_checkpointing)

@@ -18,7 +18,7 @@ import torch
 
 from ..budget import one_thread
 from ..checking import describe, fail, require_parameters, with_hint
-from ..exercises import Exercise, Part
+from ..exercises import Exercise, Part, sub_seed
 from ..runtime import seeded
 from .checkpoint_case import (
     close,
@@ -31,7 +31,7 @@ from .checkpoint_case import (
     run_forward,
 )
 from .checkpoint_judges import judge_gradients, judge_memory, judge_peak, judge_recomputation
-from .probe_inputs import Budget, Watch, case_seed, custom_functions, make_blocks, make_input
+from .probe_inputs import Budget, Watch, custom_functions, draw_case, fresh_input, make_blocks
 
 _SIGNATURE = "checkpointed_forward_rng(blocks, x, segment_size) -> Tensor"
 RNG_CASES = ((6, 2), (7, 3))  # (blocks with dropout, segment_size)
@@ -42,12 +42,20 @@ RNG_LEFT_ALONE = "the caller's random numbers continue as after plain backprop"
 STILL_CHECKPOINTING = "still checkpoints (gradients, memory, recomputation)"
 
 
-def _probe_rng_case(fn: Callable, budget: Budget, n_blocks: int, segment_size: int, seed: int) -> dict:
+def inputs_dropout(*, seed: int) -> dict:
+    """Each case's blocks and input (:func:`.probe_inputs.draw_case`); a dropout case's ``rng`` also seeds the random
+    state its forward pass starts from. About 40 KB of JSON."""
+    return {"cases": [{**draw_case(seed, f"dropout case {i}"), "rng": sub_seed(seed, f"dropout case {i}: rng")}
+                      for i in range(len(RNG_CASES))],
+            "still": draw_case(seed, "dropout still")}
+
+
+def _probe_rng_case(fn: Callable, budget: Budget, n_blocks: int, segment_size: int, case: dict) -> dict:
     watch = Watch()
-    blocks, x = make_blocks(n_blocks, seed, watch.note, dropout=True), make_input(seed, True)
+    blocks, x = make_blocks(n_blocks, case["init"], watch.note, dropout=True), fresh_input(case, True)
     record: dict[str, Any] = {"log": watch.log}
     try:
-        with torch.enable_grad(), seeded(seed):  # the student's own random state is given back afterwards
+        with torch.enable_grad(), seeded(case["rng"]):  # the student's own random state is given back afterwards
             out = run_forward(fn, budget, blocks, x, segment_size)
             record.update(output=out.detach().to("cpu", torch.float64).clone(), functions=custom_functions(out),
                           output_requires_grad=bool(out.requires_grad))
@@ -63,35 +71,35 @@ def _probe_rng_case(fn: Callable, budget: Budget, n_blocks: int, segment_size: i
     return record
 
 
-def probe_dropout(fn: Callable, *, seed: int) -> dict:
+def probe_dropout(fn: Callable, *, inputs: dict) -> dict:
     """Evidence of ``checkpointed_forward_rng`` on blocks with dropout, from a seeded random state."""
     require_parameters(fn, ["blocks", "x", "segment_size"], _SIGNATURE)
     budget = Budget()
     n_blocks, segment_size = STILL_CASE
     with one_thread():
-        cases = [_probe_rng_case(fn, budget, n, k, case_seed(seed, 100 + i)) for i, (n, k) in enumerate(RNG_CASES)]
+        cases = [_probe_rng_case(fn, budget, n, k, case) for (n, k), case in zip(RNG_CASES, inputs["cases"])]
         if all("error" in case for case in cases):
             fail(cases[0]["error"])
-        return {"cases": cases, "still": probe_case(fn, budget, n_blocks, segment_size, True, case_seed(seed, 200))}
+        return {"cases": cases, "still": probe_case(fn, budget, n_blocks, segment_size, True, inputs["still"])}
 
 
-def _reference(n_blocks: int, seed: int) -> tuple[torch.Tensor, list, torch.Tensor, torch.Tensor]:
+def _reference(n_blocks: int, inputs: dict) -> tuple[torch.Tensor, list, torch.Tensor, torch.Tensor]:
     """Plain backprop from the probe's random state: output, parameter gradients, input gradient, next randoms."""
-    blocks, x = make_blocks(n_blocks, seed, dropout=True), make_input(seed, True)
-    with seeded(seed):
+    blocks, x = make_blocks(n_blocks, inputs["init"], dropout=True), fresh_input(inputs, True)
+    with seeded(inputs["rng"]):
         h = blocks(x)
         h.pow(2).sum().backward()
         next_random = torch.rand(4, dtype=torch.float64)
     return h.detach(), [p.grad for p in blocks.parameters()], x.grad, next_random
 
 
-def _judge_dropout_case(case: dict, n_blocks: int, segment_size: int, seed: int) -> tuple[str | None, str | None]:
+def _judge_dropout_case(case: dict, n_blocks: int, segment_size: int, inputs: dict) -> tuple[str | None, str | None]:
     """(gradient verdict, random-state verdict) of one case."""
     place = f"(n={n_blocks} blocks with dropout, segment_size={segment_size})"
     problem = measured(case) or ran_in_your_function(case, place) or replayed_in_your_backward(case, place)
     if problem:  # without a replay of the student's own, neither the masks nor the generator tell anything
         return problem, problem
-    out, grads, x_grad, next_random = _reference(n_blocks, seed)
+    out, grads, x_grad, next_random = _reference(n_blocks, inputs)
     gradients = None
     diff = close(case.get("output"), out)
     found = case.get("param_grads")
@@ -121,25 +129,26 @@ def _judge_dropout_case(case: dict, n_blocks: int, segment_size: int, seed: int)
 
 
 def judge_dropout(evidence: Any, *, seed: int) -> dict[str, str | None]:
-    """Verdict per part, with plain backprop from the same random state recomputed here."""
+    """Verdict per part, with plain backprop from the same inputs and random state (drawn from ``seed``) recomputed
+    here."""
     cases = evidence.get("cases") if isinstance(evidence, dict) else None
     still = evidence.get("still") if isinstance(evidence, dict) else None
     if not isinstance(cases, list) or len(cases) != len(RNG_CASES) or not all(isinstance(c, dict) for c in cases) \
             or not isinstance(still, dict):
         raise AssertionError("The check's evidence is malformed (it does not list every case).")
     with one_thread():
-        return _verdicts(cases, still, seed)
+        return _verdicts(cases, still, inputs_dropout(seed=seed))
 
 
-def _verdicts(cases: list, still: dict, seed: int) -> dict[str, str | None]:
-    verdicts = [_judge_dropout_case(case, n, k, case_seed(seed, 100 + i))
-                for i, ((n, k), case) in enumerate(zip(RNG_CASES, cases))]
+def _verdicts(cases: list, still: dict, inputs: dict) -> dict[str, str | None]:
+    verdicts = [_judge_dropout_case(case, n, k, case_inputs)
+                for (n, k), case, case_inputs in zip(RNG_CASES, cases, inputs["cases"])]
     n_blocks, segment_size = STILL_CASE
-    still_seed = case_seed(seed, 200)
+    still_inputs = inputs["still"]
     still_messages = (check() for check in (
-        lambda: judge_gradients(still, n_blocks, segment_size, True, still_seed),
+        lambda: judge_gradients(still, n_blocks, segment_size, True, still_inputs),
         lambda: judge_memory(still, n_blocks, segment_size),
-        lambda: judge_peak(still, n_blocks, segment_size, still_seed),
+        lambda: judge_peak(still, n_blocks, segment_size, still_inputs),
         lambda: judge_recomputation(still, n_blocks, segment_size)))
     return {
         DROPOUT_GRADIENTS: next((g for g, _ in verdicts if g is not None), None),
@@ -151,4 +160,4 @@ def _verdicts(cases: list, still: dict, seed: int) -> dict[str, str | None]:
 DROPOUT = Exercise(
     "checkpointed_forward_rng: dropout replayed exactly", needs=("checkpointed_forward_rng",),
     parts=(Part(DROPOUT_GRADIENTS, 2), Part(RNG_LEFT_ALONE, 1), Part(STILL_CHECKPOINTING, 1)),
-    probe=probe_dropout, judge=judge_dropout, forbidden=("torch.utils.checkpoint",))
+    probe=probe_dropout, judge=judge_dropout, forbidden=("torch.utils.checkpoint",), inputs=inputs_dropout)

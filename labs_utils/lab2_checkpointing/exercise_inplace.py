@@ -10,9 +10,10 @@ an intact copy of the checkpoint) or raises *before* replaying a segment whose c
 
 The probe runs the student's function on small double-precision pre-activation networks whose blocks log
 every call, and records the output, the gradients, the bytes alive after forward, the call log and any
-error (with the phase it happened in). The judge rebuilds the networks from the seed, runs plain backprop
-and compares. Both parts require that the function still checkpoints on a network whose in-place operations
-are harmless (inside segments), so a plain forward, the identity or the unfixed function earn nothing.
+error (with the phase it happened in), on the inputs :func:`inputs_inplace` draws from the seed where the seed is
+(the probe is sent the inputs, never the seed). The judge draws the same inputs, rebuilds the networks, runs
+plain backprop and compares. Both parts require that the function still checkpoints on a network whose in-place
+operations are harmless (inside segments), so a plain forward, the identity or the unfixed function earn nothing.
 """
 from __future__ import annotations
 
@@ -23,9 +24,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..checking import call_student, describe, fail, max_abs_diff, require_parameters, with_hint
-from ..exercises import Exercise, Part
+from ..checking import describe, fail, max_abs_diff, require_parameters, with_hint
+from ..exercises import Exercise, Part, sub_seed
 from ..runtime import seeded
+from .probe_inputs import Budget
 from .tracker import track_memory
 
 _WIDTH, _BATCH = 16, 8
@@ -59,56 +61,68 @@ def _block_type(log: list, phase: list) -> type:
     return PreActivationBlock
 
 
-def _case_seed(seed: int, name: str) -> int:
-    return (seed * 7919 + 104_729 * (list(CASES).index(name) + 1)) % 2**31
-
-
-def _network(name: str, seed: int) -> tuple[nn.Sequential, list, list]:
+def _network(name: str, init: int) -> tuple[nn.Sequential, list, list]:
     n_blocks, _, in_place, _ = CASES[name]
     log: list = []
     phase = ["forward"]
-    with seeded(seed):
+    with seeded(init):
         block = _block_type(log, phase)
         blocks = nn.Sequential(*(block(i, i in in_place) for i in range(n_blocks)))
     return blocks, log, phase
 
 
-def _leaf(seed: int) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(seed)
-    return torch.randn(_BATCH, _WIDTH, dtype=torch.float64, generator=generator)
+def _leaf(inputs: dict, requires_grad: bool) -> torch.Tensor:
+    """A copy of the case's input batch (the case's own stays as drawn, whatever the student's code does)."""
+    return inputs["x"].detach().clone().requires_grad_(requires_grad)
+
+
+# ----------------------------------------------------------------------------- inputs (where the seed is)
+
+def inputs_inplace(*, seed: int) -> dict:
+    """Per case of ``CASES``: ``init``, the seed of its network's initialisation (derived one way from ``seed``), and
+    ``x``, its float64 input batch (about 5 KB of JSON in all)."""
+    def batch(name: str) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(sub_seed(seed, f"in-place {name}: x"))
+        return torch.randn(_BATCH, _WIDTH, dtype=torch.float64, generator=generator)
+
+    return {name: {"init": sub_seed(seed, f"in-place {name}: init"), "x": batch(name)} for name in CASES}
 
 
 # ----------------------------------------------------------------------------- probe (student's kernel)
 
-def _probe_case(fn: Callable, name: str, seed: int) -> dict:
+def _probe_case(fn: Callable, budget: Budget, name: str, inputs: dict) -> dict:
     _, segment_size, _, requires_grad = CASES[name]
-    blocks, log, phase = _network(name, seed)
-    leaf = _leaf(seed).requires_grad_(requires_grad)
+    blocks, log, phase = _network(name, inputs["init"])
+    leaf = _leaf(inputs, requires_grad)
     record: dict[str, Any] = {"log": log}
     try:
         with track_memory("cpu") as tracker:
             x = leaf * 1.0 if requires_grad else leaf.clone()  # made here, so it counts; not a leaf that
             # requires grad, so plain backprop may modify it in place
-            out = call_student(fn, blocks, x, segment_size,
-                               what=f"{describe(fn)}(blocks, x, segment_size={segment_size})")
+            out = budget.call(fn, blocks, x, segment_size,
+                              what=f"{describe(fn)}(blocks, x, segment_size={segment_size})")
         if not isinstance(out, torch.Tensor):
             fail(f"{describe(fn)} returned {type(out).__name__}, expected the output tensor of the last block.",
                  f"The exercise asks for {_SIGNATURE}.")
-        record.update(held_bytes=int(tracker.report().timeline[-1]), output=out.detach().clone(),
+        record.update(held_bytes=int(tracker.report().timeline[-1]), output=out.detach().to("cpu").clone(),
                       output_requires_grad=bool(out.requires_grad))
         if out.requires_grad:
             phase[0] = "backward"
-            call_student(lambda: out.pow(2).sum().backward(), what=f"backward through {describe(fn)}")
+            budget.call(lambda: out.pow(2).sum().backward(), what=f"backward through {describe(fn)}")
         record.update(leaf_grad=leaf.grad, param_grads=[p.grad for p in blocks.parameters()])
     except AssertionError as error:
         record.update(error=str(error), error_phase=phase[0])
+    except Exception as error:  # what the function returned broke the measurement (e.g. a meta tensor)
+        record.update(error=f"The check could not measure what {describe(fn)} returned ({type(error).__name__}: "
+                      f"{error}).", error_phase=phase[0])
     return record
 
 
-def probe_inplace(fn: Callable, *, seed: int) -> dict:
+def probe_inplace(fn: Callable, *, inputs: dict) -> dict:
     """Evidence of ``checkpointed_forward_inplace`` on every network of ``CASES``."""
     require_parameters(fn, ["blocks", "x", "segment_size"], _SIGNATURE)
-    evidence = {name: _probe_case(fn, name, _case_seed(seed, name)) for name in CASES}
+    budget = Budget()  # a function that hangs fails with a message
+    evidence = {name: _probe_case(fn, budget, name, inputs[name]) for name in CASES}
     if all(record.get("error_phase") == "forward" for record in evidence.values()):
         fail(evidence["harmless"]["error"])  # nothing measured at all (e.g. not implemented yet)
     return evidence
@@ -116,10 +130,10 @@ def probe_inplace(fn: Callable, *, seed: int) -> dict:
 
 # ----------------------------------------------------------------------------- judge (grader's process)
 
-def _reference(name: str, seed: int) -> tuple[torch.Tensor, list, torch.Tensor | None]:
+def _reference(name: str, inputs: dict) -> tuple[torch.Tensor, list, torch.Tensor | None]:
     """Plain backprop on the probe's network and input: output, parameter gradients, input gradient."""
-    blocks, _, _ = _network(name, seed)
-    leaf = _leaf(seed).requires_grad_(CASES[name][3])
+    blocks, _, _ = _network(name, inputs["init"])
+    leaf = _leaf(inputs, CASES[name][3])
     out = blocks(leaf * 1.0 if leaf.requires_grad else leaf)
     out.pow(2).sum().backward()
     return out.detach(), [p.grad for p in blocks.parameters()], leaf.grad
@@ -136,9 +150,9 @@ def _where(name: str) -> str:
             f"{', '.join(str(i + 1) for i in in_place)}, x.requires_grad={requires_grad})")
 
 
-def _relative_error(record: dict, name: str, seed: int) -> float | None:
+def _relative_error(record: dict, name: str, inputs: dict) -> float | None:
     """Relative error of the output and gradients against plain backprop; None if they cannot be read."""
-    out, grads, leaf_grad = _reference(name, seed)
+    out, grads, leaf_grad = _reference(name, inputs)
     found = record.get("param_grads")
     expected = [out, *grads, *([leaf_grad] if leaf_grad is not None else [])]
     actual = [record.get("output"), *(found if isinstance(found, list) else []),
@@ -168,7 +182,7 @@ def _checkpoints(record: dict, name: str) -> str | None:
     return None
 
 
-def _judge_harmless(record: Any, seed: int) -> str | None:
+def _judge_harmless(record: Any, inputs: dict) -> str | None:
     if not isinstance(record, dict):
         return "The check's evidence is malformed."
     where = _where("harmless")
@@ -177,7 +191,7 @@ def _judge_harmless(record: Any, seed: int) -> str | None:
                          f"inside a segment, which is harmless: {_first_part(record['error'])}",
                          "Raise only when a segment's input (its checkpoint) was modified, not for any in-place "
                          "operation, and replay each segment from an input it may modify.")
-    error = _relative_error(record, "harmless", seed)
+    error = _relative_error(record, "harmless", inputs)
     if error is None or error > 1e-10:
         return with_hint(f"The output or gradients {where} differ from plain backprop's"
                          + (f" (relative error {error:.2g})." if error is not None else "."),
@@ -185,7 +199,7 @@ def _judge_harmless(record: Any, seed: int) -> str | None:
     return _checkpoints(record, "harmless")
 
 
-def _judge_overwritten(record: Any, name: str, seed: int, gate: str | None) -> str | None:
+def _judge_overwritten(record: Any, name: str, inputs: dict, gate: str | None) -> str | None:
     if gate is not None:
         return "Without in-place operations at the start of a segment: " + gate
     if not isinstance(record, dict):
@@ -209,7 +223,7 @@ def _judge_overwritten(record: Any, name: str, seed: int, gate: str | None) -> s
                          "input itself, or a leaf that requires grad, which autograd forbids modifying in place) and "
                          "failed on autograd's leaf rule; a replay that starts from the overwritten input without "
                          "that rule (as with ctx.needs_input_grad) runs silently.", fix)
-    error = _relative_error(record, name, seed)
+    error = _relative_error(record, name, inputs)
     if error is None or error > 1e-10:
         return with_hint(f"The output or gradients {where} differ from plain backprop's"
                          + (f" (relative error {error:.2g})" if error is not None else "")
@@ -221,15 +235,16 @@ def _judge_overwritten(record: Any, name: str, seed: int, gate: str | None) -> s
 
 
 def judge_inplace(evidence: Any, *, seed: int) -> dict[str, str | None]:
-    """Verdict per part, with plain backprop recomputed here from ``seed``."""
+    """Verdict per part, with plain backprop recomputed here on the inputs drawn from ``seed``."""
     if not isinstance(evidence, dict) or set(evidence) != set(CASES):
         raise AssertionError("The check's evidence is malformed (it does not list every case).")
-    gate = _judge_harmless(evidence["harmless"], _case_seed(seed, "harmless"))
-    return {IN_PLACE_DATA: _judge_overwritten(evidence["data"], "data", _case_seed(seed, "data"), gate),
-            IN_PLACE_EVERY: _judge_overwritten(evidence["every"], "every", _case_seed(seed, "every"), gate)}
+    inputs = inputs_inplace(seed=seed)
+    gate = _judge_harmless(evidence["harmless"], inputs["harmless"])
+    return {IN_PLACE_DATA: _judge_overwritten(evidence["data"], "data", inputs["data"], gate),
+            IN_PLACE_EVERY: _judge_overwritten(evidence["every"], "every", inputs["every"], gate)}
 
 
 IN_PLACE = Exercise(
     "checkpointed_forward_inplace: an overwritten checkpoint", needs=("checkpointed_forward_inplace",),
     parts=(Part(IN_PLACE_DATA, 2), Part(IN_PLACE_EVERY, 1)),
-    probe=probe_inplace, judge=judge_inplace, forbidden=("torch.utils.checkpoint",))
+    probe=probe_inplace, judge=judge_inplace, forbidden=("torch.utils.checkpoint",), inputs=inputs_inplace)

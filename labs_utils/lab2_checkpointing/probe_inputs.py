@@ -1,12 +1,16 @@
 """What both Lab 2 probes give a student's checkpointing, and how they watch it run (in the student's kernel).
 
-- :func:`make_blocks`: float64 blocks Linear + tanh (+ dropout) built from a case's seed. Every call of a block
+- :func:`draw_case` (where the seed is: the judge, the notebook's check): a case's inputs, the seed of its blocks'
+  initialisation (a one-way :func:`~labs_utils.exercises.sub_seed`) and its input batch; the probe is sent these,
+  never the seed, and hands the student a copy of the batch (:func:`fresh_input`), so code that modifies its input
+  in place cannot change what the probe's later parts, or the check's snapshot, see.
+- :func:`make_blocks`: float64 blocks Linear + tanh (+ dropout) built from a case's ``init``. Every call of a block
   notes, for the judge: the probe's phase (its forward or its backward), whether grad was enabled, and where
   the block ran: inside the forward of which ``torch.autograd.Function`` of the student's (found from the code
   on the call stack), inside the backward of which of its nodes (the autograd engine calls a node's backward
   through ``BackwardCFunction.apply``, whose frame holds the node), how many such backward calls deep, and at
   which event of the memory tracker's timeline.
-- :func:`make_input`: the input batch; :class:`Snapshot`: whether the student's code changed the inputs.
+- :class:`Snapshot`: whether the student's code changed the inputs.
 - :class:`Budget`: how long the student's calls may run; past it, a call fails with a message.
 - (torch on one CPU thread while a probe or judge runs: :func:`labs_utils.budget.one_thread`.)
 """
@@ -24,6 +28,7 @@ from torch.autograd.function import BackwardCFunction
 
 from ..budget import OverBudget, time_budget
 from ..checking import call_student, fail
+from ..exercises import sub_seed
 from ..runtime import seeded
 
 WIDTH = 16
@@ -34,14 +39,17 @@ CALL_S, AFTER_HANG_S, TOTAL_S = 4.0, 1.0, 20.0  # time limits of the student's c
 _NODE_APPLY = BackwardCFunction.apply.__code__  # the engine runs a custom Function's backward through it
 
 
-def case_seed(seed: int, index: int) -> int:
-    """The seed of case ``index`` of a probe drawn with ``seed``."""
-    return (seed * 7919 + 104_729 * (index + 1)) % 2**31
+def draw_case(seed: int, name: str) -> dict:
+    """The inputs of the case ``name`` of a probe drawn with ``seed`` (judge side): ``init``, the seed of its blocks'
+    initialisation, derived one way from ``seed``, and ``x``, its float64 input batch (about 8 KB)."""
+    generator = torch.Generator().manual_seed(sub_seed(seed, f"{name}: x"))
+    return {"init": sub_seed(seed, f"{name}: init"),
+            "x": torch.randn(BATCH, WIDTH, dtype=torch.float64, generator=generator)}
 
 
-def make_input(seed: int, requires_grad: bool) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(seed)
-    return torch.randn(BATCH, WIDTH, dtype=torch.float64, generator=generator).requires_grad_(requires_grad)
+def fresh_input(case: dict, requires_grad: bool) -> torch.Tensor:
+    """A copy of the case's input batch for one call of the student's code (the case's own stays as drawn)."""
+    return case["x"].detach().clone().requires_grad_(requires_grad)
 
 
 def logged_block_type(note: Callable[[int], None]) -> type:
@@ -70,11 +78,11 @@ def called_by(code: Any) -> bool:
     return sys._getframe(2).f_code is code
 
 
-def make_blocks(n_blocks: int, seed: int, note: Callable[[int], None] = lambda index: None,
+def make_blocks(n_blocks: int, init: int, note: Callable[[int], None] = lambda index: None,
                 dropout: bool = False) -> nn.Sequential:
-    """n blocks Linear + tanh (+ Dropout(0.5)), their weights drawn from ``seed``."""
+    """n blocks Linear + tanh (+ Dropout(0.5)), their weights drawn with torch seeded with ``init``."""
     block = logged_block_type(note)
-    with seeded(seed):  # the student's random numbers stay as they were
+    with seeded(init):  # the student's random numbers stay as they were
         return nn.Sequential(*(block(i, nn.Sequential(
             nn.Linear(WIDTH, WIDTH, dtype=torch.float64), nn.Tanh(), *([nn.Dropout(0.5)] if dropout else [])))
             for i in range(n_blocks)))
@@ -181,19 +189,19 @@ def custom_functions(out: torch.Tensor) -> list:
 # ----------------------------------------------------------------------------- what the student's code changed
 
 class Snapshot:
-    """The parameters of ``blocks`` and the flags of the input, taken before the student's code runs."""
+    """The parameters of ``blocks`` and the values and flags of the input, taken before the student's code runs."""
 
-    def __init__(self, blocks: nn.Module, seed: int, requires_grad: bool) -> None:
+    def __init__(self, blocks: nn.Module, x: torch.Tensor, requires_grad: bool) -> None:
         self.params = [p.detach().clone() for p in blocks.parameters()]
         self.n_blocks = len(blocks)
-        self.seed, self.requires_grad = seed, requires_grad
+        self.x, self.requires_grad = x.detach().clone(), requires_grad
 
     def changes(self, blocks: nn.Module, x: torch.Tensor) -> list:
         """What the student's code changed among the probe's inputs, in words (empty: nothing)."""
         found = []
         if x.requires_grad != self.requires_grad:
             found.append(f"x.requires_grad (it was {self.requires_grad}, it is now {x.requires_grad})")
-        if not torch.equal(x.detach(), make_input(self.seed, False)):
+        if not torch.equal(x.detach(), self.x):
             found.append("the values of x")
         params = list(blocks.parameters())
         if len(blocks) != self.n_blocks or len(params) != len(self.params):

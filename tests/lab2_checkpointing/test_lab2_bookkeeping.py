@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from labs_utils.lab2_checkpointing import exercise_inplace
-from labs_utils.lab2_checkpointing.probe_inputs import Watch, make_blocks, make_input
+from labs_utils.lab2_checkpointing.probe_inputs import Watch, draw_case, fresh_input, make_blocks
 
 
 def reachable(root, depth: int = 4) -> set:
@@ -45,7 +45,7 @@ def test_a_note_not_taken_by_a_blocks_forward_is_ignored():
     blocks = make_blocks(3, 0, watch.note)
     watch.note(1)  # the student's code calling the note it found
     assert watch.log == []
-    blocks(make_input(0, False))
+    blocks(fresh_input(draw_case(0, "a case"), False))
     assert [entry["block"] for entry in watch.log] == [0, 1, 2]
 
 

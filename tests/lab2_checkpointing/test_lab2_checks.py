@@ -599,7 +599,7 @@ def test_recomputing_without_grad_is_told_to_enable_grad():
 # --- evidence --------------------------------------------------------------------------------------------
 def test_malformed_evidence_fails_every_part_without_crashing():
     seed = exercises.default_seed(EXERCISE)
-    good = exercises.probe(EXERCISE, [checkpointed_saved_input], seed)
+    good = exercises.probe(EXERCISE, [checkpointed_saved_input], exercises.draw_inputs(EXERCISE, seed))
     junk = [[1, 2], None, {"phase": "forward"}]
     broken_log = {"cases": [{**case, "log": junk} for case in good["cases"]],
                   "autograd_grad": {**good["autograd_grad"], "log": junk}}
@@ -611,7 +611,7 @@ def test_malformed_evidence_fails_every_part_without_crashing():
 
 
 def test_forged_evidence_from_another_seed_fails():
-    other = exercises.probe(EXERCISE, [checkpointed_saved_input], seed=99)
+    other = exercises.probe(EXERCISE, [checkpointed_saved_input], exercises.draw_inputs(EXERCISE, 99))
     seed = exercises.default_seed(EXERCISE)
     assert GRADIENTS in failed(exercises.judge(EXERCISE, other, seed))
 

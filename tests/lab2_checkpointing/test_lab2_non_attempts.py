@@ -11,6 +11,7 @@ from reference_checkpointing import SavedInputSegment, checkpointed_saved_input,
 from torch import nn
 from torch.utils.checkpoint import checkpoint_sequential
 
+from labs_utils import evidence as ev
 from labs_utils import exercises
 from labs_utils import lab2_checkpointing as lab2
 from labs_utils.lab2_checkpointing import checks, probe_inputs
@@ -155,6 +156,14 @@ def test_the_dropout_check_survives_a_hang_too(short_time_limits):
     assert all("did not finish within" in message for message in result.values())
 
 
+def test_the_in_place_check_survives_a_hang_and_a_meta_tensor(short_time_limits):
+    in_place = exercises.exercise_named(checks.GRADING, "checkpointed_forward_inplace: an overwritten checkpoint")
+    for implementation, message in ((hangs, "did not finish within 0.5 s"),
+                                    (returns_a_meta_tensor, "could not measure what returns_a_meta_tensor returned")):
+        result = verdicts(in_place, implementation)
+        assert all(message in m for m in result.values()), result
+
+
 def recurses(blocks, x, segment_size):
     return recurses(blocks, x, segment_size)
 
@@ -200,6 +209,29 @@ def test_bad_input_fails_the_parts_it_spoils_with_a_message(implementation, part
     if parts is not None:
         assert failed(result) == parts, result
     assert any(message in m for m in result.values() if m), result
+
+
+def doubles_its_input_in_place(blocks, x, segment_size):
+    with torch.no_grad():
+        x.mul_(2)
+    return checkpointed_saved_input(blocks, x, segment_size)
+
+
+@pytest.mark.parametrize("exercise", checks.GRADING, ids=lambda e: e.name.partition(":")[0])
+def test_code_that_modifies_its_input_in_place_leaves_the_probes_inputs_as_drawn(exercise):
+    """The probe is sent one inputs object for all its parts: each call of the student's code gets a copy."""
+    seed = exercises.default_seed(exercise)
+    inputs = exercises.draw_inputs(exercise, seed)
+    exercises.probe(exercise, [doubles_its_input_in_place], inputs)
+    assert ev.encode(inputs) == ev.encode(exercises.draw_inputs(exercise, seed))
+
+
+def test_an_input_modified_in_place_is_named_in_every_case():
+    result = verdicts(CHECKPOINTING, doubles_its_input_in_place)
+    assert "changed the probe's inputs (n=12 blocks, segment_size=4, x.requires_grad=True): the values of x" \
+        in result[GRADIENTS]
+    assert "changed the probe's inputs (n=6 blocks, segment_size=2, x.requires_grad=False): the values of x" \
+        in result[NO_INPUT_GRAD]
 
 
 def test_changed_parameters_fail_the_gradients_not_the_measurements_of_memory():
