@@ -276,6 +276,7 @@ def test_noise_check_rejects_reseeding_shared_masks_and_lost_dtypes(wrong, kind,
     (gaussian_global_rng, "gaussian", 0.75, "reproducible with a generator"),
     (gaussian_always_float32, "gaussian", 0.75, "range and identity at level 0"),
     (gaussian_unclamped, "gaussian", 0.75, "range and identity at level 0"),
+    (gaussian_in_place, "gaussian", 0.75, "range and identity at level 0"),  # each call has its own copy of x
     (salt_and_pepper_coin_per_image, "salt_and_pepper", 0.5, "statistics"),
     (mask_shared_by_the_batch, "mask", 0.5, "statistics"),
 ], ids=lambda v: v if isinstance(v, str) else getattr(v, "__name__", str(v)))
