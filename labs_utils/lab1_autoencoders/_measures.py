@@ -134,6 +134,23 @@ def decoder_range(calls: StudentCalls, decoder: nn.Module, code_shape: tuple, g:
     return [low, high]
 
 
+def varies(batch: Any) -> bool:
+    """Whether the items of a batch differ (a half whose output ignores its input does not)."""
+    return isinstance(batch, torch.Tensor) and batch.dim() > 0 and len(batch) > 1 and bool((batch != batch[:1]).any())
+
+
+def affine_outputs(calls: StudentCalls, half: Callable, u: torch.Tensor, v: torch.Tensor, what: str) -> list:
+    """``half`` at u + v, u, v and 0 (an affine map's outputs give out(u + v) - out(u) - out(v) + out(0) = 0); at ten
+    times these inputs when the four outputs are all equal, as where a ReLU is dead on every input near 0 (any
+    map would look affine there)."""
+    for scale in (1.0, 10.0):
+        outputs = [calls(half, scale * t, what=what) for t in (u + v, u, v, torch.zeros_like(u))]
+        if not all(isinstance(out, torch.Tensor) and isinstance(outputs[0], torch.Tensor)
+                   and torch.equal(out, outputs[0]) for out in outputs):
+            break
+    return outputs
+
+
 def reconstruction_loss(out: Any, x: torch.Tensor) -> torch.Tensor:
     """MSE between ``out`` and ``x``; an output with as many values as ``x`` is compared in ``x``'s shape, one of
     another image size with ``x`` resized to it (so a decoder whose shape is off still shows whether it trains)."""

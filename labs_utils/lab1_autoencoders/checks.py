@@ -1,7 +1,8 @@
 """Checks of the autoencoder lab: its ``LAB`` and ``GRADING`` table, and the notebook's check functions.
 
-Each exercise is a probe (runs the student's code on inputs drawn from a seed, in their kernel) and a judge
-(decides each part from the measurements, in the grader's process): see :mod:`.exercise_autoencoders`,
+Each exercise is an ``inputs_...`` function (draws the probe's inputs from a seed, where the seed is), a probe
+(runs the student's code on those inputs alone, in their kernel) and a judge (decides each part from the
+measurements, in the grader's process): see :mod:`.exercise_autoencoders`,
 :mod:`.exercise_conv`, :mod:`.exercise_interpolation`, :mod:`.exercise_noise` and :mod:`.exercise_challenge`.
 The probes give torch's random state back afterwards, so running a check does not
 change the numbers of the training that follows it in the notebook.

@@ -1,12 +1,12 @@
 """Exercise 1, ``DenseAutoencoder``, and the measurements exercise 3 (``ConvAutoencoder``, see
 :mod:`.exercise_conv`) builds on: their parts, probe (student's kernel) and judge.
 
-The probe builds the student's class at two code sizes and measures behaviour, not only shapes: the shapes of
-codes and images, every number the model holds, the tensor operations each half runs (strided or transposed
-convolutions, BatchNorm, pooling, upsampling), whether the encoder and decoder are affine maps, the lowest and
-highest pixel the decoder draws for codes near and far from 0, which parameters a loss reaches, and the loss
-over a few Adam steps on digit-like images. The judge decides each part from those measurements, so a model
-that is right but for one layer keeps the other parts' points.
+The probe builds the student's class at two code sizes and measures behaviour, not only shapes: the shapes of codes
+and images, every number the model holds, the tensor operations each half runs (strided or transposed convolutions,
+BatchNorm, pooling, upsampling), whether the encoder and decoder are affine maps, the lowest and highest pixel the
+decoder draws for codes near and far from 0, which parameters a loss reaches, and the loss over a few Adam steps on
+digit-like images. The judge decides each part from those measurements, so a model that is right but for one layer
+keeps the other parts' points.
 """
 from __future__ import annotations
 
@@ -16,11 +16,11 @@ import torch
 from torch import nn
 
 from ..checking import describe, with_hint
-from ..exercises import Exercise, Part
+from ..exercises import Exercise, Part, sub_seed
 from ..runtime import seeded
 from . import _measures as measure
 from ._calls import StudentCalls
-from ._inputs import IMAGE_SHAPE, digit_like_images, generator
+from ._inputs import IMAGE_SHAPE, draw_images, generator
 
 LINEAR_CODE_DIM = 16
 MAX_VALUES = 16 * 784  # values per recorded tensor
@@ -43,14 +43,8 @@ def dense_parameter_count(code_dim: int) -> int:
 
 def _values(value: Any) -> Any:
     """A tensor as at most MAX_VALUES float32 values (its shape is recorded separately), else its type name."""
-    if isinstance(value, torch.Tensor):
-        return value.detach().to("cpu", torch.float32).flatten()[:MAX_VALUES]
-    return type(value).__name__
-
-
-def _varies(batch: Any) -> bool:
-    """Whether the items of a batch differ (a half whose output ignores its input does not)."""
-    return isinstance(batch, torch.Tensor) and batch.dim() > 0 and len(batch) > 1 and bool((batch != batch[:1]).any())
+    return value.detach().to("cpu", torch.float32).flatten()[:MAX_VALUES] if isinstance(value, torch.Tensor) \
+        else type(value).__name__
 
 
 def _measuring(evidence: dict, key: str, measure_it: Any) -> None:
@@ -74,22 +68,25 @@ def _probe_sizes(evidence: dict, cls: Any, model: nn.Module, name: str, code_dim
             m.eval()
             with torch.no_grad():
                 codes = calls(m.encoder, images, what=f"{name}(code_dim={code_dim}).encoder(images)")
-                record["codes_shape"], record["codes_vary"] = measure.shape(codes), _varies(codes)
+                record["codes_shape"], record["codes_vary"] = measure.shape(codes), measure.varies(codes)
+                if not record["codes_vary"]:  # a ReLU after the code may be dead on all 16 images, not on far inputs
+                    spread = 10 * torch.randn(images.shape, generator=generator(code_dim))
+                    record["codes_vary"] = measure.varies(calls(m.encoder, spread, what=f"{name}.encoder(images)"))
                 if isinstance(codes, torch.Tensor):
                     record["images_shape"] = measure.shape(calls(m.decoder, codes, what=f"{name}.decoder(codes)"))
                     far = 10 * torch.randn(codes.shape, generator=generator(code_dim))  # where no ReLU is dead
-                    record["images_vary"] = _varies(calls(m.decoder, far, what=f"{name}.decoder(codes)"))
+                    record["images_vary"] = measure.varies(calls(m.decoder, far, what=f"{name}.decoder(codes)"))
 
         _measuring(record, "sizes", sizes)
 
 
-def _probe_layers(evidence: dict, cls: Any, model: nn.Module, name: str, code_shape: tuple, seed: int,
+def _probe_layers(evidence: dict, cls: Any, model: nn.Module, name: str, code_shape: tuple, inputs: dict,
                   calls: StudentCalls) -> None:
     """The operations of each half, the codes of a 16-number model, and the affine test of both halves."""
-    g = generator(seed + 2)
+    g = generator(inputs["layers"])
 
     def layers() -> None:
-        codes, evidence["encoder_ops"] = measure.record_ops(calls, model.encoder, digit_like_images(8, seed + 3),
+        codes, evidence["encoder_ops"] = measure.record_ops(calls, model.encoder, inputs["layer_images"].clone(),
                                                             f"{name}.encoder(images)")
         if isinstance(codes, torch.Tensor):
             _, evidence["decoder_ops"] = measure.record_ops(calls, model.decoder, codes, f"{name}.decoder(codes)")
@@ -101,39 +98,46 @@ def _probe_layers(evidence: dict, cls: Any, model: nn.Module, name: str, code_sh
                           what=f"{name}(code_dim=16).encoder(images)")
             evidence["codes_16"], evidence["codes_16_shape"] = _values(codes), measure.shape(codes)
             for half, (u, v) in (("encoder", (a, b)), ("decoder", (za, zb))):
-                evidence[f"{half}_affine"] = [_values(calls(getattr(model, half), t, what=f"{name}.{half}(...)"))
-                                              for t in (u + v, u, v, torch.zeros_like(u))]
+                evidence[f"{half}_affine"] = [_values(out) for out in measure.affine_outputs(
+                    calls, getattr(model, half), u, v, f"{name}.{half}(...)")]
 
     _measuring(evidence, "layers", layers)
 
 
-def _probe_training(evidence: dict, model: nn.Module, name: str, seed: int, calls: StudentCalls) -> None:
+def _probe_training(evidence: dict, model: nn.Module, name: str, inputs: dict, calls: StudentCalls) -> None:
     parameters = list(model.named_parameters())
     evidence["parameter_names"] = [n for n, _ in parameters]
     evidence["frozen"] = [n for n, p in parameters if not p.requires_grad]
     model.train()
-    images = digit_like_images(TRAIN_IMAGES, seed + 1)
+    images = inputs["train_images"].clone()
     measure.warm_up()
 
     def training() -> None:
         evidence["without_gradient"] = calls(measure.gradients, model, images[:16], model, student=model,
                                              what=f"{name}(images) and its backward pass")
-        evidence["losses"] = calls(measure.train, model, images, TRAIN_STEPS, TRAIN_IMAGES, TRAIN_LR, generator(seed),
-                                   forward=model, what=f"training {name} for {TRAIN_STEPS} Adam steps",
-                                   seconds=TRAIN_SECONDS, student=model)
+        evidence["losses"] = calls(measure.train, model, images, TRAIN_STEPS, TRAIN_IMAGES, TRAIN_LR,
+                                   generator(inputs["batches"]), forward=model, seconds=TRAIN_SECONDS, student=model,
+                                   what=f"training {name} for {TRAIN_STEPS} Adam steps")
 
     _measuring(evidence, "training", training)
 
 
+def inputs_autoencoder(*args: Any, seed: int) -> dict:
+    """Digit-like images to measure, to record the layers, to train on; sub-seeds of the init, codes and batches."""
+    return {"images": draw_images(seed, "images", 16), "layer_images": draw_images(seed, "layer images", 8),
+            "train_images": draw_images(seed, "train images", TRAIN_IMAGES),
+            **{key: sub_seed(seed, key) for key in ("init", "layers", "range", "batches")}}
+
+
 def probe_autoencoder(cls: Any, default_code_dim: int, other_code_dim: int, convolutional: bool, *,
-                      seed: int) -> dict:
-    """Measure the student's autoencoder class (see the module docstring); inputs drawn from ``seed``."""
-    g = generator(seed)
+                      inputs: dict) -> dict:
+    """Measure the student's autoencoder class (see the module docstring) on ``inputs_autoencoder``'s inputs."""
+    g = generator(inputs["range"])
     calls = StudentCalls()
-    images = digit_like_images(16, seed)
+    images = inputs["images"].clone()
     name = describe(type(cls) if isinstance(cls, nn.Module) else cls)
     evidence: dict[str, Any] = {"name": name}
-    with seeded(seed):  # the models' initial weights; the notebook's random state is restored afterwards
+    with seeded(inputs["init"]):  # the models' initial weights; the notebook's random state is restored afterwards
         model = measure.build(cls, name, calls)
         evidence["has_forward"] = type(model).forward is not nn.Module.forward
         _probe_sizes(evidence, cls, model, name, (default_code_dim, other_code_dim), images, calls)
@@ -148,13 +152,13 @@ def probe_autoencoder(cls: Any, default_code_dim: int, other_code_dim: int, conv
         _measuring(evidence, "output", forward)
         codes = evidence[f"code_dim_{default_code_dim}"].get("codes_shape")
         code_shape = tuple(codes[1:]) if isinstance(codes, list) and len(codes) > 1 else (default_code_dim,)
-        _probe_layers(evidence, cls, model, name, code_shape, seed, calls)  # codes shaped like the encoder's
+        _probe_layers(evidence, cls, model, name, code_shape, inputs, calls)  # codes shaped like the encoder's
 
         def output_range() -> None:
             evidence["range"] = measure.decoder_range(calls, model.decoder, code_shape, g, f"{name}.decoder(codes)")
 
         _measuring(evidence, "range", output_range)
-        _probe_training(evidence, model, name, seed, calls)
+        _probe_training(evidence, model, name, inputs, calls)
     return evidence
 
 
@@ -280,6 +284,7 @@ def _affine_gap(outputs: Any, logit: bool = False) -> float | None:
     if not (isinstance(outputs, list) and len(outputs) == 4 and all(isinstance(t, torch.Tensor) for t in outputs)
             and len({t.shape for t in outputs}) == 1):
         return None
+    logit = logit and all(bool(((t >= 0) & (t <= 1)).all()) for t in outputs)  # a sigmoid's (no sigmoid: RANGE)
     s, a, b, zero = (torch.logit(t.double(), eps=1e-6) if logit else t.double() for t in outputs)
     return (s - a - b + zero).abs().max().item() if s.numel() else 0.0
 
@@ -390,5 +395,5 @@ def judge_autoencoder(evidence: Any, default_code_dim: int, other_code_dim: int,
 
 
 DENSE = Exercise("Dense autoencoder", ("DenseAutoencoder",), PARTS, probe_autoencoder, judge_autoencoder,
-                 args=(2, 8, False))
+                 args=(2, 8, False), inputs=inputs_autoencoder)
 # The convolutional autoencoder (exercise 3) is a contract with parts of its own: see .exercise_conv.

@@ -19,11 +19,11 @@ from torch import nn
 
 from ..checking import describe, with_hint
 from ..data import BundledDataError, load_bundled
-from ..exercises import Exercise, Part
+from ..exercises import Exercise, Part, sub_seed
 from ..runtime import seeded
 from . import _measures as measure
 from ._calls import StudentCalls
-from ._inputs import digit_like_images, generator
+from ._inputs import draw_images, generator
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,12 @@ def _digits(split: str, n: int) -> torch.Tensor:
         raise AssertionError(f"The check could not load the digits it trains on: {exc}") from None
 
 
-def probe_challenge(model: Any, *, seed: int) -> dict:
+def inputs_challenge(*, seed: int) -> dict:
+    """Eight digit-like images for the encoder and forward, and the sub-seed of the decoder's random codes."""
+    return {"images": draw_images(seed, "images", 8), "range": sub_seed(seed, "range")}
+
+
+def probe_challenge(model: Any, *, inputs: dict) -> dict:
     """Build a fresh model from the student's class (or an instance's), measure the rules, train it as
     ``CHALLENGE`` says and measure its validation MSE on held-out training digits."""
     rules, calls = CHALLENGE, StudentCalls()
@@ -85,16 +90,16 @@ def probe_challenge(model: Any, *, seed: int) -> dict:
     built.eval()
     try:
         with torch.no_grad():
-            codes = calls(built.encoder, digit_like_images(8, seed), what=f"{name}.encoder(images)")
+            codes = calls(built.encoder, inputs["images"].clone(), what=f"{name}.encoder(images)")
             evidence["codes_shape"] = measure.shape(codes)
             if evidence["codes_shape"] != [8, rules.code_dim]:
                 return evidence
             images = calls(built.decoder, codes, what=f"{name}.decoder(codes)")
             evidence["images_shape"] = measure.shape(images)
-            out = calls(built, digit_like_images(8, seed), what=f"{name}(images)")
+            out = calls(built, inputs["images"].clone(), what=f"{name}(images)")
             if isinstance(out, torch.Tensor) and isinstance(images, torch.Tensor) and out.shape == images.shape:
                 evidence["forward_gap"] = (out.double() - images.double()).abs().max().item()
-        evidence["range"] = measure.decoder_range(calls, built.decoder, (rules.code_dim,), generator(seed),
+        evidence["range"] = measure.decoder_range(calls, built.decoder, (rules.code_dim,), generator(inputs["range"]),
                                                   f"{name}.decoder(codes)")
         measure.warm_up()
         with seeded(rules.check_seed):
@@ -198,4 +203,5 @@ def _judge_target(evidence: Any) -> str | None:
     return None
 
 
-CHALLENGE_EXERCISE = Exercise("Open challenge", ("ChallengeAutoencoder",), PARTS, probe_challenge, judge_challenge)
+CHALLENGE_EXERCISE = Exercise("Open challenge", ("ChallengeAutoencoder",), PARTS, probe_challenge, judge_challenge,
+                              inputs=inputs_challenge)

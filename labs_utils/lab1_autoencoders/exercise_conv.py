@@ -21,7 +21,7 @@ from ..runtime import seeded
 from . import _measures as measure
 from . import exercise_autoencoders as ae
 from ._calls import StudentCalls
-from ._inputs import digit_like_images, generator
+from ._inputs import draw_images, generator
 from .exercise_challenge import _digits
 
 CODE_DIM, OTHER_CODE_DIM = 32, 8
@@ -38,10 +38,10 @@ LEARNS = f"learns: validation MSE at most {TARGET_MSE} after the check's {STEPS}
 PARTS = (Part(SHAPES, 0.5), Part(ae.LAYERS, 0.5), Part(BUDGET, 0.5), Part(ae.RANGE, 0.5), Part(LEARNS, 1.0))
 
 
-def _bypass(evidence: dict, model: nn.Module, name: str, calls: StudentCalls, seed: int) -> None:
+def _bypass(evidence: dict, model: nn.Module, name: str, calls: StudentCalls, inputs: dict) -> None:
     """forward(x) against decoder(encoder(x)), and the decoder's images of one batch's codes before and after
     the encoder saw another batch (a decoder that reads what the encoder kept would change them)."""
-    x, other = digit_like_images(16, seed + 5), digit_like_images(16, seed + 6)
+    x, other = inputs["bypass_images"], inputs["other_images"].clone()
     model.eval()
     with torch.no_grad():
         out = calls(model, x.clone(), what=f"{name}(images)")
@@ -54,15 +54,21 @@ def _bypass(evidence: dict, model: nn.Module, name: str, calls: StudentCalls, se
         evidence["state_gap"] = (via - again).abs().max().item() if via.shape == again.shape else float("inf")
 
 
-def probe_conv(cls: Any, *, seed: int) -> dict:
+def inputs_conv(*, seed: int) -> dict:
+    """The inputs of ``probe_autoencoder`` and two batches of digit-like images for the bypass test."""
+    return {**ae.inputs_autoencoder(seed=seed), "bypass_images": draw_images(seed, "bypass images", 16),
+            "other_images": draw_images(seed, "other images", 16)}
+
+
+def probe_conv(cls: Any, *, inputs: dict) -> dict:
     """The measurements of ``probe_autoencoder`` plus the bypass test and the validation MSE of the check's own
     training of a fresh model (seed ``SEED``, whatever the grading seed)."""
-    evidence = ae.probe_autoencoder(cls, CODE_DIM, OTHER_CODE_DIM, True, seed=seed)
+    evidence = ae.probe_autoencoder(cls, CODE_DIM, OTHER_CODE_DIM, True, inputs=inputs)
     calls, name = StudentCalls(), evidence["name"]
     try:
         with seeded(SEED):
             model = measure.build(cls, name, calls)
-            _bypass(evidence, model, name, calls, seed)
+            _bypass(evidence, model, name, calls, inputs)
             measure.warm_up()
             digits = _digits("train", 4000)  # the bundled training digits: 4,000
             calls(measure.train, model, digits[:TRAIN_DIGITS], STEPS, BATCH, LR, generator(SEED), forward=model,
@@ -153,4 +159,4 @@ def judge_conv(evidence: Any, *, seed: int) -> dict:
             ae.RANGE: base[ae.RANGE], LEARNS: learns}
 
 
-CONV = Exercise("Convolutional autoencoder", ("ConvAutoencoder",), PARTS, probe_conv, judge_conv)
+CONV = Exercise("Convolutional autoencoder", ("ConvAutoencoder",), PARTS, probe_conv, judge_conv, inputs=inputs_conv)

@@ -1,6 +1,6 @@
 """Exercise 2, ``interpolate(model, x_a, x_b, steps)``: its parts, probe (student's kernel) and judge.
 
-The probe hands the student's function a small autoencoder built from the seed, in evaluation mode, and two
+The probe hands the student's function a small autoencoder built from a sub-seed, in evaluation mode, and two
 digit-like images. Its encoder is non-linear and has BatchNorm and dropout, and its decoder ends in a steep
 sigmoid, so a mix of images, a mix of decoded images and a model run in training mode all differ clearly from
 the decoder's images of the codes the contract asks for. The probe wraps the decoder to record every code it is
@@ -21,10 +21,10 @@ import torch
 from torch import nn
 
 from ..checking import describe, tensor_difference, with_hint
-from ..exercises import Exercise, Part
+from ..exercises import Exercise, Part, sub_seed
 from ..runtime import seeded
 from ._calls import StudentCalls
-from ._inputs import digit_like_images, generator
+from ._inputs import draw_images, generator
 
 STEPS = (5, 2, 9)
 HIDDEN, CODE_DIM = 16, 3
@@ -83,16 +83,22 @@ class RecordingDecoder(nn.Module):
         return len(self.inner)
 
 
-def _inputs(seed: int) -> tuple[ProbeAutoencoder, torch.Tensor, torch.Tensor]:
-    images = digit_like_images(2, seed)
-    with seeded(seed):  # the layers' default initialisation draws from torch's generator: give it back
-        return ProbeAutoencoder(seed), images[0], images[1]
+def inputs_interpolate(*, seed: int) -> dict:
+    """The sub-seeds of the probe's model and of torch's generator during the calls, and the images x_a, x_b."""
+    images = draw_images(seed, "images", 2)
+    return {"model": sub_seed(seed, "model"), "calls": sub_seed(seed, "calls"), "x_a": images[0], "x_b": images[1]}
 
 
-def probe_interpolate(fn: Callable, *, seed: int) -> dict:
+def _inputs(inputs: dict) -> tuple[ProbeAutoencoder, torch.Tensor, torch.Tensor]:
+    """The probe's model (built from its sub-seed) and copies of x_a and x_b."""
+    with seeded(inputs["model"]):  # the layers' default initialisation draws from torch's generator: give it back
+        return ProbeAutoencoder(inputs["model"]), inputs["x_a"].clone(), inputs["x_b"].clone()
+
+
+def probe_interpolate(fn: Callable, *, inputs: dict) -> dict:
     """Call ``fn(model, x_a, x_b, steps=k)`` for each k of STEPS; record the results, the codes the decoder was
     given, the layers that ran in training mode, and whether the inputs, the model's state or its mode changed."""
-    model, x_a, x_b = _inputs(seed)
+    model, x_a, x_b = _inputs(inputs)
     recorder = RecordingDecoder(model.decoder).eval()
     model.decoder = recorder
     state = {k: v.clone() for k, v in model.state_dict().items()}
@@ -113,7 +119,7 @@ def probe_interpolate(fn: Callable, *, seed: int) -> dict:
         for steps in STEPS:
             recorder.codes.clear()
             try:
-                with seeded(seed):
+                with seeded(inputs["calls"]):
                     result = calls(fn, model, x_a, x_b, steps=steps, what=f"{name}(model, x_a, x_b, steps={steps})")
                 is_tensor = isinstance(result, torch.Tensor)
                 evidence["results"][str(steps)] = (result.detach().to("cpu", torch.float32) if is_tensor
@@ -138,7 +144,7 @@ def probe_interpolate(fn: Callable, *, seed: int) -> dict:
 # ----------------------------------------------------------------------------------------------- judge
 
 def _fractions(values: list[float]) -> str:
-    return ", ".join(f"{v:.2f}" for v in values)
+    return ", ".join(f"{round(v, 2) + 0.0:.2f}" for v in values)  # + 0.0: no "-0.00" for a rounding error below 0
 
 
 class _Walk:
@@ -285,7 +291,7 @@ def judge_interpolate(evidence: Any, *, seed: int) -> dict:
                             "leave the inputs alone; build new tensors for the codes and images, no in-place "
                             "operation (a trailing _).")
         return {ENDS: message, PATH: message}
-    model, x_a, x_b = _inputs(seed)
+    model, x_a, x_b = _inputs(inputs_interpolate(seed=seed))  # what the probe was given
     with torch.no_grad():
         z_a, z_b = model.encoder(x_a[None]), model.encoder(x_b[None])
     ends_message: str | None = None
@@ -316,4 +322,5 @@ def judge_interpolate(evidence: Any, *, seed: int) -> dict:
     return {ENDS: ends_message, PATH: path_message}
 
 
-INTERPOLATION = Exercise("Latent interpolation", ("interpolate",), PARTS, probe_interpolate, judge_interpolate)
+INTERPOLATION = Exercise("Latent interpolation", ("interpolate",), PARTS, probe_interpolate, judge_interpolate,
+                         inputs=inputs_interpolate)

@@ -1,7 +1,7 @@
 """Exercise 4, the three corruptions ``fn(x, level, generator=None)``: their parts, probe and judge.
 
 The probe runs the student's function on digit-like images (exact black background, white ink, greys in
-between, as in MNIST) and records what came out; the judge regenerates the same inputs from ``seed`` and
+between, as in MNIST) and records what came out; the judge draws the same inputs from ``seed`` again and
 decides each part outside the student's kernel. On such images a corruption that depends on the pixel's
 value shows: noise multiplied by the pixel leaves the background black, a mask drawn with a probability
 proportional to the pixel spares the dark greys. Gaussian noise is tested for its whole distribution: each
@@ -17,10 +17,10 @@ from typing import Any
 import torch
 
 from ..checking import describe, require_parameters, with_hint
-from ..exercises import Exercise, Part
+from ..exercises import Exercise, Part, sub_seed
 from ..runtime import seeded
 from ._calls import StudentCalls
-from ._inputs import digit_like_images, generator
+from ._inputs import draw_images, generator
 
 STAT_LEVELS = (0.05, 0.2)
 N_STAT = 48  # digit-like images per statistics call: 37,632 pixels, 11,000 of them grey
@@ -38,13 +38,23 @@ RANDOMNESS = "reproducible with a generator, fresh noise on every call"
 PARTS = (Part(STATISTICS, 0.5), Part(BASICS, 0.25), Part(RANDOMNESS, 0.25))
 
 
-def _stat_images(seed: int, i: int) -> torch.Tensor:
-    return digit_like_images(N_STAT, seed + 20 + i)
+GENERATORS = ("stat_0", "stat_1", "range", "level_0", "float64", "seed_a", "seed_b", "shared")
+
+
+def inputs_noise(*args: Any, seed: int) -> dict:
+    """Digit-like images (two statistics batches, 16 for range and level 0, float64 ones, a small batch), the
+    sub-seeds of the generators handed to the corruption and of torch's global generator around the calls."""
+    return {"stat_images": [draw_images(seed, f"stat images {i}", N_STAT) for i in range(len(STAT_LEVELS))],
+            "digits": draw_images(seed, "digits", 16), "float64": draw_images(seed, "float64", N_SMALL, torch.float64),
+            "small": draw_images(seed, "small", N_SMALL), "global": sub_seed(seed, "global"),
+            "generators": {key: sub_seed(seed, f"generator {key}") for key in GENERATORS}}
 
 
 def _record(calls: StudentCalls, fn: Callable, x: torch.Tensor, level: float, g: Any, keep_input: bool = False) -> dict:
-    """Call ``fn(x, level, generator=g)``; the output (as float32), its type, dtype and shape, or the failure."""
+    """Call ``fn(x, level, generator=g)`` on a copy of x (the inputs serve several calls); the output (as float32),
+    its type, dtype and shape (and the copy after the call), or the failure."""
     label = f"{describe(fn)}(x, {level}" + (", generator=...)" if g is not None else ")")
+    x = x.clone()
     try:
         output = calls(fn, x, level, generator=g, what=label)
     except AssertionError as exc:
@@ -58,23 +68,24 @@ def _record(calls: StudentCalls, fn: Callable, x: torch.Tensor, level: float, g:
     return found
 
 
-def probe_noise(fn: Callable, kind: str, *, seed: int) -> dict:
+def probe_noise(fn: Callable, kind: str, *, inputs: dict) -> dict:
     """Run the student's corruption on digit-like images: two levels for the statistics, then range, level 0,
     float64, and small batches with seeded, shared and no generators (reproducibility)."""
     require_parameters(fn, ["level", "generator"], f"{describe(fn)}(x, level, generator=None)")
     calls = StudentCalls()
     evidence: dict[str, Any] = {"name": describe(fn), "kind": kind}
-    with seeded(seed + 11):  # generator=None calls draw from torch's global generator; restored afterwards
+    seeds = inputs["generators"]
+    with seeded(inputs["global"]):  # generator=None calls draw from torch's global generator; restored afterwards
         for i, level in enumerate(STAT_LEVELS):
-            evidence[f"stat_{level}"] = _record(calls, fn, _stat_images(seed, i), level, generator(seed + 1 + i))
-        evidence["range"] = _record(calls, fn, digit_like_images(16, seed), 0.5, generator(seed + 3), keep_input=True)
-        evidence["level_0"] = _record(calls, fn, digit_like_images(16, seed), 0.0, generator(seed + 4))
-        evidence["float64"] = _record(calls, fn, digit_like_images(N_SMALL, seed, torch.float64), 0.3,
-                                      generator(seed + 5))
-        small = digit_like_images(N_SMALL, seed + 6)
+            evidence[f"stat_{level}"] = _record(calls, fn, inputs["stat_images"][i], level,
+                                                generator(seeds[f"stat_{i}"]))
+        evidence["range"] = _record(calls, fn, inputs["digits"], 0.5, generator(seeds["range"]), keep_input=True)
+        evidence["level_0"] = _record(calls, fn, inputs["digits"], 0.0, generator(seeds["level_0"]))
+        evidence["float64"] = _record(calls, fn, inputs["float64"], 0.3, generator(seeds["float64"]))
+        small = inputs["small"]
         evidence["seed_a"], evidence["seed_a_again"], evidence["seed_b"] = (
-            _record(calls, fn, small, 0.3, generator(s)) for s in (seed + 7, seed + 7, seed + 8))
-        shared = generator(seed + 9)
+            _record(calls, fn, small, 0.3, generator(seeds[key])) for key in ("seed_a", "seed_a", "seed_b"))
+        shared = generator(seeds["shared"])
         evidence["shared_1"], evidence["shared_2"] = (_record(calls, fn, small, 0.3, shared) for _ in range(2))
         evidence["global_1"], evidence["global_2"] = (_record(calls, fn, small, 0.3, None) for _ in range(2))
     return evidence
@@ -98,11 +109,11 @@ def _output(record: Any, x: torch.Tensor, label: str) -> tuple[torch.Tensor | No
     return record["output"].double().view(x.shape), None
 
 
-def judge_basics(evidence: dict, name: str, seed: int) -> str | None:
+def judge_basics(evidence: dict, name: str, inputs: dict) -> str | None:
     """Part BASICS: a tensor like x (shape, dtype), in [0, 1], x untouched, level 0 = x, level 0.5 changes x."""
-    digits = digit_like_images(16, seed).double()
+    digits = inputs["digits"].double()
     calls = {"range": (digits, "float32", f"{name}(x, 0.5)"), "level_0": (digits, "float32", f"{name}(x, 0.0)"),
-             "float64": (digit_like_images(N_SMALL, seed, torch.float64), "float64", f"{name}(x, 0.3)")}
+             "float64": (inputs["float64"], "float64", f"{name}(x, 0.3)")}
     outputs = {}
     for key, (x, dtype, label) in calls.items():
         outputs[key], problem = _output(evidence.get(key), x, label)
@@ -293,10 +304,10 @@ def _mask(name: str, x: torch.Tensor, out: torch.Tensor, level: float) -> str | 
     return _hits(name, changed, x > 0, x, level, "masked")
 
 
-def judge_statistics(evidence: dict, name: str, kind: str, seed: int) -> str | None:
+def judge_statistics(evidence: dict, name: str, kind: str, inputs: dict, seed: int) -> str | None:
     """Part STATISTICS: the corruption of digit-like images at two levels, pixel by pixel."""
     for i, level in enumerate(STAT_LEVELS):
-        x = _stat_images(seed, i).double()
+        x = inputs["stat_images"][i].double()
         output, problem = _output(evidence.get(f"stat_{level}"), x, f"{name}(x, {level})")
         if problem:
             return problem
@@ -311,9 +322,9 @@ def judge_statistics(evidence: dict, name: str, kind: str, seed: int) -> str | N
     return None
 
 
-def judge_randomness(evidence: dict, name: str, seed: int) -> str | None:
+def judge_randomness(evidence: dict, name: str, inputs: dict) -> str | None:
     """Part RANDOMNESS: the same seed gives the same images, another seed or a second call other ones."""
-    small = digit_like_images(N_SMALL, seed + 6).double()
+    small = inputs["small"].double()
     out = {}
     for key in ("seed_a", "seed_a_again", "seed_b", "shared_1", "shared_2", "global_1", "global_2"):
         out[key], problem = _output(evidence.get(key), small, f"{name}(x, 0.3)")
@@ -346,15 +357,17 @@ def judge_noise(evidence: Any, kind: str, *, seed: int) -> dict:
         raise AssertionError("The check's evidence is malformed.")
     name = str(evidence.get("name", {"gaussian": "add_gaussian_noise", "salt_and_pepper": "add_salt_and_pepper",
                                      "mask": "mask_pixels"}.get(kind, "the corruption")))
-    return {BASICS: judge_basics(evidence, name, seed), STATISTICS: judge_statistics(evidence, name, kind, seed),
-            RANDOMNESS: judge_randomness(evidence, name, seed)}
+    inputs = inputs_noise(kind, seed=seed)  # what the probe was given
+    return {BASICS: judge_basics(evidence, name, inputs),
+            STATISTICS: judge_statistics(evidence, name, kind, inputs, seed),
+            RANDOMNESS: judge_randomness(evidence, name, inputs)}
 
 
 NOISE_KINDS = ("gaussian", "salt_and_pepper", "mask")
 
 
 def _exercise(name: str, needs: str, kind: str) -> Exercise:
-    return Exercise(name, (needs,), PARTS, probe_noise, judge_noise, args=(kind,))
+    return Exercise(name, (needs,), PARTS, probe_noise, judge_noise, args=(kind,), inputs=inputs_noise)
 
 
 GAUSSIAN = _exercise("Gaussian noise", "add_gaussian_noise", "gaussian")

@@ -181,7 +181,8 @@ def test_the_check_scores_on_held_out_training_digits_never_on_test_digits(monke
     monkeypatch.setattr(exercise_challenge, "load_bundled", load)
     monkeypatch.setattr(exercise_challenge.measure, "train", train)
     monkeypatch.setattr(exercise_challenge.measure, "evaluate", evaluate)
-    evidence = exercise_challenge.probe_challenge(ChallengeAutoencoder, seed=0)
+    evidence = exercise_challenge.probe_challenge(ChallengeAutoencoder,
+                                                  inputs=exercise_challenge.inputs_challenge(seed=0))
     assert evidence["mse"] == 0.02 and splits and set(splits) == {"train"}
     trained, scored = seen["train"].flatten(1), seen["eval"].flatten(1)
     assert len(scored) == CHALLENGE.check_val_digits and len(trained) == CHALLENGE.check_digits

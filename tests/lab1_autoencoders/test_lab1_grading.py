@@ -3,6 +3,8 @@ input (a hang, endless recursion, the wrong type, changed inputs) fails its part
 evidence never crashes a judge."""
 from __future__ import annotations
 
+import functools
+import inspect
 import time
 
 import numpy as np
@@ -198,7 +200,7 @@ def test_judges_do_not_trust_evidence_from_another_seed():
     for exercise in checks.GRADING:
         if exercise.name in ("Dense autoencoder", "Convolutional autoencoder", "Open challenge"):
             continue  # their parts are properties of the model, whatever the inputs
-        found = exercises.probe(exercise, [SOLUTIONS[exercise.needs[0]]], seed=1)
+        found = exercises.probe(exercise, [SOLUTIONS[exercise.needs[0]]], exercises.draw_inputs(exercise, 1))
         verdicts = exercises.judge(exercise, found, seed=2)
         assert any(message is not None for message in verdicts.values()), exercise.name
 
@@ -206,11 +208,81 @@ def test_judges_do_not_trust_evidence_from_another_seed():
 @pytest.mark.slow  # runs every check, training included (seconds)
 def test_evidence_is_small_and_survives_the_json_round_trip():
     for exercise in checks.GRADING:
-        found = exercises.probe(exercise, [SOLUTIONS[exercise.needs[0]]], seed=7)
+        found = exercises.probe(exercise, [SOLUTIONS[exercise.needs[0]]], exercises.draw_inputs(exercise, 7))
         text = evidence.encode(found)
         assert len(text) < 2**20, (exercise.name, len(text))
         verdicts = exercises.judge(exercise, evidence.decode(text), seed=7)
         assert all(message is None for message in verdicts.values()), (exercise.name, verdicts)
+
+
+# ----------------------------------------------------------------------------------------------- inputs
+
+
+def test_every_probe_is_sent_small_inputs_and_never_the_seed():
+    for exercise in checks.GRADING:
+        assert exercise.inputs is not None and "seed" not in inspect.signature(exercise.probe).parameters
+        text = evidence.encode(exercise.inputs(*exercise.args, seed=7))
+        assert len(text) < 2**20, (exercise.name, len(text))
+
+
+def spying(obj, seen):
+    """The student's class or function, recording torch's seed and the seed of every generator it is handed."""
+    if isinstance(obj, type):
+        class Spy(obj):
+            def __init__(self, *args, **kwargs):
+                seen.append(torch.initial_seed())
+                super().__init__(*args, **kwargs)
+
+            def forward(self, x):
+                seen.append(torch.initial_seed())
+                return super().forward(x)
+
+        return Spy
+
+    @functools.wraps(obj)
+    def spy(*args, **kwargs):
+        seen.extend([torch.initial_seed()] + [g.initial_seed() for g in (*args, *kwargs.values())
+                                              if isinstance(g, torch.Generator)])
+        return obj(*args, **kwargs)
+
+    return spy
+
+
+@pytest.mark.slow  # runs every check, training included (seconds)
+def test_student_code_finds_no_seed_drawn_from_the_grading_seed_by_an_offset():
+    """Every generator and torch seed the probes use comes from a one-way sub-seed: student code that asks them
+    (generator.initial_seed(), torch.initial_seed()) learns nothing from which to redraw the judge's inputs."""
+    seed = 987_654_321
+    for exercise in checks.GRADING:
+        seen: list = []
+        verdicts = grade(exercise, spying(SOLUTIONS[exercise.needs[0]], seen), seed=seed)
+        assert all(message is None for message in verdicts.values()), (exercise.name, verdicts)
+        assert seen and not any(abs(s - seed) < 1000 for s in seen), (exercise.name, seen)
+
+
+class ClampsItsInput(DenseAutoencoder):
+    def forward(self, x):
+        return self.decoder(self.encoder(x.clamp_(0, 0.5)))
+
+
+def shrinks_its_inputs(model, x_a, x_b, steps=8):
+    x_a.mul_(0.5)
+    return SOLUTIONS["interpolate"](model, x_a, x_b, steps)
+
+
+def noise_in_place(x, level, generator=None):
+    return x.add_(level * torch.randn(x.shape, generator=generator)).clamp_(0, 1)
+
+
+@pytest.mark.parametrize("exercise, wrong", [(EXERCISES["Dense autoencoder"], ClampsItsInput),
+                                             (EXERCISES["Latent interpolation"], shrinks_its_inputs),
+                                             (EXERCISES["Gaussian noise"], noise_in_place)],
+                         ids=lambda v: getattr(v, "name", None))
+def test_code_that_changes_its_input_in_place_leaves_the_probes_inputs_as_drawn(exercise, wrong):
+    inputs = exercises.draw_inputs(exercise, 3)
+    found = exercises.probe(exercise, [wrong], inputs)
+    assert "in place" in " ".join(m for m in exercises.judge(exercise, found, seed=3).values() if m)
+    assert evidence.encode(inputs) == evidence.encode(exercises.draw_inputs(exercise, 3))
 
 
 @pytest.mark.slow  # runs every check, training included (seconds)

@@ -181,7 +181,7 @@ def test_the_probe_model_tells_every_mistake_from_the_path_by_far():
     """Codes of a pixel blend lie far off the segment, and a mix of decoded images far from every decoded code,
     so neither passes by accident (with 2 steps a path is its two ends, which blends get right)."""
     for seed in range(20):
-        model, x_a, x_b = walk._inputs(seed)
+        model, x_a, x_b = walk._inputs(walk.inputs_interpolate(seed=seed))
         with torch.no_grad():
             z_a, z_b = model.encoder(x_a[None]), model.encoder(x_b[None])
             half = model.encoder(((x_a + x_b) / 2)[None])
@@ -192,7 +192,7 @@ def test_the_probe_model_tells_every_mistake_from_the_path_by_far():
 
 
 def test_the_probe_model_is_in_evaluation_mode_and_its_training_mode_differs():
-    model, x_a, x_b = walk._inputs(3)
+    model, x_a, x_b = walk._inputs(walk.inputs_interpolate(seed=3))
     assert not any(m.training for m in model.modules())
     with torch.no_grad():
         codes = model.encoder(torch.stack([x_a, x_b]))

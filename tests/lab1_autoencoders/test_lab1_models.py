@@ -20,9 +20,12 @@ from torch import nn
 
 from labs_utils import exercises
 from labs_utils.checks import check_conv_autoencoder, check_dense_autoencoder
+from labs_utils.lab1_autoencoders import _measures as measure
 from labs_utils.lab1_autoencoders import exercise_autoencoders as ae
 from labs_utils.lab1_autoencoders import exercise_conv as cv
 from labs_utils.lab1_autoencoders import model_size
+from labs_utils.lab1_autoencoders._calls import StudentCalls
+from labs_utils.runtime import seeded
 
 ALL_PASSED = "all 4 part(s) passed (2/2 points)"
 CONV_PASSED = "all 5 part(s) passed (3/3 points)"
@@ -234,6 +237,45 @@ def test_dense_check_rejects_each_mistake_in_its_part_only(wrong, lost, message)
     found = verdicts(ae.DENSE, wrong)
     assert [name for name, m in found.items() if m is not None] == lost
     assert message in found[lost[0]]
+
+
+def test_a_relu_on_the_code_costs_only_the_layers_also_where_it_is_dead_on_every_image():
+    """With some initialisations both ReLU'd code numbers are 0 for all 16 images; the encoder still depends on
+    its input (far from the digits), so the shapes part must not blame it."""
+    relu_code = dense_variant(code_activation=nn.ReLU())
+
+    def dead(seed):
+        inputs = exercises.draw_inputs(ae.DENSE, seed)
+        with seeded(inputs["init"]), torch.no_grad():
+            codes = relu_code().encoder(inputs["images"])
+        return not (codes != codes[:1]).any()
+
+    seeds = [seed for seed in range(60) if dead(seed)][:2]
+    assert seeds  # the case arises (about one seed in eight)
+    for seed in seeds:
+        found = verdicts(ae.DENSE, relu_code, seed)
+        assert [name for name, m in found.items() if m is not None] == [ae.LAYERS], seed
+        assert "code layer should be linear" in found[ae.LAYERS]
+
+
+def test_the_affine_test_looks_further_out_where_a_relu_is_dead_near_zero():
+    """A half whose ReLU is dead on every input near 0 gives four equal outputs, which any map would: the test
+    then measures at ten times the inputs, where it is not affine; an affine half stays affine. Outputs outside
+    [0, 1] are no sigmoid's: the decoder's test takes them as they are, not through the logit (which would clamp
+    them all to the same value)."""
+    dead = nn.Sequential(nn.Linear(6, 6), nn.ReLU(), nn.Linear(6, 3))
+    with torch.no_grad():
+        dead[0].weight.copy_(torch.eye(6))
+        dead[0].bias.fill_(-4.0)
+        dead[2].weight.fill_(0.5)
+        dead[2].bias.fill_(-1.0)
+    g = torch.Generator().manual_seed(0)
+    u, v = 0.5 * torch.randn(8, 6, generator=g), 0.5 * torch.randn(8, 6, generator=g)
+    assert (u + v).abs().max() < 4  # dead near 0
+    with torch.no_grad():
+        outputs = measure.affine_outputs(StudentCalls(), dead, u, v, "dead(...)")
+        assert ae._affine_gap(outputs, logit=True) == ae._affine_gap(outputs) > 1e-2
+        assert ae._affine_gap(measure.affine_outputs(StudentCalls(), dead[2], u, v, "linear(...)")) < 1e-5
 
 
 class SkipAroundTheCode(Autoencoder):

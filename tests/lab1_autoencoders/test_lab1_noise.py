@@ -276,12 +276,13 @@ def test_noise_check_rejects_reseeding_shared_masks_and_lost_dtypes(wrong, kind,
     (gaussian_global_rng, "gaussian", 0.75, "reproducible with a generator"),
     (gaussian_always_float32, "gaussian", 0.75, "range and identity at level 0"),
     (gaussian_unclamped, "gaussian", 0.75, "range and identity at level 0"),
+    (gaussian_in_place, "gaussian", 0.75, "range and identity at level 0"),  # each call has its own copy of x
     (salt_and_pepper_coin_per_image, "salt_and_pepper", 0.5, "statistics"),
     (mask_shared_by_the_batch, "mask", 0.5, "statistics"),
 ], ids=lambda v: v if isinstance(v, str) else getattr(v, "__name__", str(v)))
 def test_noise_mistakes_lose_only_their_part(wrong, kind, earned, failed_part):
     exercise = noise_checks.NOISE_EXERCISES[kind]
-    verdicts = exercises.judge(exercise, exercises.probe(exercise, [wrong], seed=3), seed=3)
+    verdicts = exercises.judge(exercise, exercises.probe(exercise, [wrong], exercises.draw_inputs(exercise, 3)), seed=3)
     assert exercises.points(exercise, verdicts) == earned
     assert [name for name, message in verdicts.items() if message is not None] == [
         part.name for part in exercise.parts if part.name.startswith(failed_part)]
@@ -319,7 +320,7 @@ def test_correct_corruptions_pass_with_the_graders_fresh_seeds(seed):
     for fn, kind in [(add_gaussian_noise, "gaussian"), (add_salt_and_pepper_one_draw, "salt_and_pepper"),
                      (add_salt_and_pepper_exact_count, "salt_and_pepper"), (mask_pixels_with_bernoulli, "mask")]:
         exercise = noise_checks.NOISE_EXERCISES[kind]
-        verdicts = exercises.judge(exercise, exercises.probe(exercise, [fn], seed=seed), seed=seed)
+        verdicts = exercises.grade_here(exercise, [fn], seed)
         assert all(message is None for message in verdicts.values()), (fn.__name__, verdicts)
 
 
@@ -412,7 +413,7 @@ def test_the_gaussian_shape_test_has_its_tolerance_far_from_both_sides():
     far above it (the module's comment gives the measurement over 400 seeds)."""
     right, uniform = [], []
     for seed in range(25):
-        x = noise_checks._stat_images(seed, 1).double()
+        x = noise_checks.inputs_noise("gaussian", seed=seed)["stat_images"][1].double()
         level = noise_checks.STAT_LEVELS[1]
         out = add_gaussian_noise(x.float(), level, generator(seed)).double()
         right.append(noise_checks.normality_gap(noise_checks.gaussian_scores(x, out, level, seed)))
