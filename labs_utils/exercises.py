@@ -45,8 +45,9 @@ class Exercise:
     The check is split in two so that the grader can compute the verdict outside the student's kernel:
 
     - ``inputs(*args, seed=seed) -> plain evidence`` runs *where the seed is* (the grader's judge process; the
-      notebook's own checks): it draws everything random the probe needs (tensors, generator states, the
-      seed of the student's model's initialisation) from ``seed``, as plain evidence (see
+      notebook's own checks): it draws everything random the probe needs (tensors; :func:`sub_seed` ints for
+      the student's model's initialisation or a generator the probe builds; never a torch.Generator's state
+      unless it was seeded with a sub_seed: the state holds its seed) from ``seed``, as plain evidence (see
       :mod:`labs_utils.evidence`). The grader encodes it, caps and decodes it, and sends the probe process the
       inputs alone: the seed never enters a process that runs student code, so code that walks the stack to
       the probe's frame finds the inputs it is given anyway, and nothing to regenerate the judge's references
