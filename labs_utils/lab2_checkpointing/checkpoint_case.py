@@ -47,10 +47,11 @@ _BACKWARD_ERRORS = (  # (words of torch's message, the likely cause)
      "to a copy that does, x = x.detach().requires_grad_(True), and recompute the segment from that copy."),
     ("appears to not have been used in the graph", "backward differentiates with respect to a tensor the "
      "recomputed segment did not use: recompute from the very tensor you differentiate with respect to."),
-    ("incorrect number of gradients", "backward must return one gradient (or None) per argument of forward, in "
-     "order: None for the segment, then the gradient of x, then one per parameter."),
+    ("incorrect number of gradients", "backward must return one gradient per argument of forward, in the order "
+     "forward received them (whatever order you chose): None for an argument that is not a tensor needing one "
+     "(the segment), the gradient of x, and one per parameter passed."),
     ("invalid gradient at index", "backward returns the gradients in another order than forward's arguments: "
-     "None for the segment, then the gradient of x, then one per parameter, in the order they were passed."),
+     "return them in the order forward received them (None where an argument, like the segment, needs none)."),
     ("backward through the graph a second time", "the graph backward goes through was already used: recompute "
      "the segment inside backward, every time, instead of keeping a graph from the forward pass."),
 )

@@ -1,12 +1,10 @@
 """The third graded exercise, ``checkpointed_forward_inplace``: checkpointing that survives a segment which
 modifies its own input in place.
 
-A pre-activation block (``LeakyReLU(inplace=True)`` then ``Linear``) at the start of a segment overwrites the
-segment's input, which is the checkpoint. Autograd does not notice for a hand-written ``autograd.Function``
-(the version of a tensor it saved is recorded when ``forward`` returns, after the overwrite), so a replay from
-the overwritten checkpoint gives silently wrong gradients, or fails by chance on an unrelated rule (a leaf
-that requires grad modified in place). A correct function either gives plain backprop's gradients (it keeps
-an intact copy of the checkpoint) or raises *before* replaying a segment whose checkpoint changed.
+A pre-activation block (``LeakyReLU(inplace=True)`` then ``Linear``) sits at the start of a segment (what that
+does to a checkpointing function, and why, is the notebook's question). A correct function either gives plain
+backprop's gradients or raises *before* replaying a segment whose checkpoint changed; which of the two it does
+is the student's design.
 
 The probe runs the student's function on small double-precision pre-activation networks whose blocks log
 every call, and records the output, the gradients, the bytes alive after forward, the call log and any
