@@ -333,13 +333,24 @@ def stored_bytes_per_block(blocks: Iterable[nn.Module], x: torch.Tensor) -> list
 
 def first_checkpoint_cost() -> tuple[int, float]:
     """What the first non-reentrant ``torch.utils.checkpoint`` call of a process costs besides its activations:
-    ``(modules imported, MiB added to the peak resident set size)`` (0 and about 0 once it has run in this kernel)."""
-    import resource
+    ``(modules imported, MiB added to the peak resident set size)`` (0 and about 0 once it has run in this kernel).
+    On Windows (no ``resource`` module) the peak working set comes from psutil (ipykernel's dependency); NaN where
+    neither is there."""
     import sys
 
     from torch.utils.checkpoint import checkpoint
 
-    def peak_rss_mib() -> float:  # ru_maxrss: KiB on Linux, bytes on macOS
+    def peak_rss_mib() -> float:
+        try:
+            import resource
+        except ImportError:  # Windows
+            try:
+                import psutil
+
+                return psutil.Process().memory_info().peak_wset / 2**20
+            except (ImportError, AttributeError):
+                return float("nan")
+        # ru_maxrss: KiB on Linux, bytes on macOS
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10)
 
     modules_before, rss_before = len(sys.modules), peak_rss_mib()
