@@ -44,7 +44,8 @@ _BACKWARD_ERRORS = (  # (words of torch's message, the likely cause)
      "Recompute it under torch.enable_grad(), from x.detach().requires_grad_(True)."),
     ("differentiated tensors does not require grad", "backward differentiates with respect to a tensor that "
      "does not require grad: the saved input of the first segment is a batch of data. Differentiate with respect "
-     "to a copy that does, x = x.detach().requires_grad_(True), and recompute the segment from that copy."),
+     "to a tensor that does, x = x.detach().requires_grad_(True) (a view sharing x's memory, not a copy), and "
+     "recompute the segment from it."),
     ("appears to not have been used in the graph", "backward differentiates with respect to a tensor the "
      "recomputed segment did not use: recompute from the very tensor you differentiate with respect to."),
     ("incorrect number of gradients", "backward must return one gradient per argument of forward, in the order "

@@ -18,7 +18,7 @@ __all__ = ["check_optimizer", "check_fit_rate", "check_stability", "OPTIMIZER_NA
 
 LAB = LabInfo(3, "optimizers", "lab3_optimizers")
 
-WORKED = ("AdaGrad", "AdamW")  # given in the notebook as worked steps (their update rule is printed there): not graded
+WORKED = ("AdaGrad", "AdamW")  # not graded: AdamW is a worked step of the notebook, AdaGrad torch.optim.Adagrad there
 CHECKS = [*OPTIMIZERS, FIT_RATE, STABILITY]  # every check the lab offers, graded or not
 GRADING = [exercise for exercise in CHECKS if exercise.name not in WORKED]
 
