@@ -21,13 +21,10 @@ class StepTime:
 
 def predicted_peak_bytes(n_layers: int, segment_size: int | None, activation_bytes: int,
                          in_flight: int = 3) -> int:
-    """Predicted peak activation bytes of n equal layers, checkpointed every ``segment_size``.
-
-    Each layer stores one activation of ``activation_bytes``. Plain backprop (``segment_size=None``)
-    holds the input and all n activations, plus two gradients in flight (with respect to a layer's
-    output and input): n + 3. Checkpointing every k layers holds ceil(n/k) segment inputs and the
-    network's output; during the backward of a segment its k recomputed activations and the two
-    gradients in flight come on top: ceil(n/k) + k + 3 (Chen et al., 2016).
+    """Predicted peak activation bytes of n equal layers, checkpointed every ``segment_size`` (plain backprop for
+    ``None``), each layer storing one activation of ``activation_bytes``: the memory model of the notebook's
+    section 4 (Chen et al., 2016), whose formula the notebook shows after you have predicted it. ``in_flight``:
+    the activations alive besides the stored ones (gradients in flight and the output the measurement keeps).
     """
     n_layers = positive_int("n_layers", n_layers)
     activation_bytes = positive_int("activation_bytes", activation_bytes)
