@@ -101,14 +101,21 @@ def sub_seed(seed: int, name: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}:{name}".encode()).digest()[:4], "big") % 2**31
 
 
+def encoded_inputs(exercise: Exercise, seed: int) -> str | None:
+    """The exercise's inputs drawn from ``seed``, as evidence text: what the grader's judge worker sends the probe
+    process. None for a probe without inputs."""
+    from . import evidence as ev
+
+    return None if exercise.inputs is None else ev.encode(exercise.inputs(*exercise.args, seed=seed))
+
+
 def draw_inputs(exercise: Exercise, seed: int) -> Any:
     """The exercise's inputs drawn from ``seed`` (where the seed is: the grader's judge process, or the notebook's
     own check), after the JSON round trip the grader makes them take; None for a probe without inputs."""
     from . import evidence as ev
 
-    if exercise.inputs is None:
-        return None
-    return ev.decode(ev.encode(exercise.inputs(*exercise.args, seed=seed)))
+    text = encoded_inputs(exercise, seed)
+    return None if text is None else ev.decode(text)
 
 
 def probe(exercise: Exercise, objects: Sequence[Any], inputs: Any) -> Any:

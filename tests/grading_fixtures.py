@@ -102,6 +102,12 @@ def broken_inputs(*, seed: int) -> dict:
     raise ValueError(f"no inputs for {seed}")
 
 
+def endless_inputs(*, seed: int) -> dict:
+    """Inputs that are never drawn (the grader's time limit must stop the worker)."""
+    while True:
+        pass
+
+
 def endless_judge(evidence: Any, *, seed: int) -> dict:
     """A judge that never returns (the grader's judge time limit must stop it)."""
     while True:

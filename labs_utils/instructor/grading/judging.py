@@ -43,16 +43,17 @@ class InputsFailed(Exception):
     """The exercise's inputs could not be drawn (the course's code, not the submission's)."""
 
 
-def encoded_inputs(exercise: exercises.Exercise, seed: int) -> str | None:
-    """The probe's inputs drawn from ``seed``, as evidence text (what the probe process is sent); None: none."""
-    if exercise.inputs is None:
-        return None
-    return ev.encode(exercise.inputs(*exercise.args, seed=seed))
+class _WorkerLost(Exception):
+    """The worker did not start, overran its time or died (``reason``); it has been stopped."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 def _inputs_job(exercise: exercises.Exercise, seed: int) -> tuple[str, Any]:
     try:
-        return "ok", encoded_inputs(exercise, seed)
+        return "ok", exercises.encoded_inputs(exercise, seed)
     except Exception as exc:  # noqa: BLE001 - reported as the grader's own problem
         return "error", f"{type(exc).__name__}: {exc}"
 
@@ -86,14 +87,12 @@ class _Worker:
     def ask(self, job: bytes, timeout: float) -> Any:
         if not self.ready:
             if not self.connection.poll(STARTUP_TIMEOUT_S):
-                raise JudgeFailed("the grader's judge process did not start")
+                raise _WorkerLost("unstarted")
             self.connection.recv()
             self.ready = True
         self.connection.send(job)
         if not self.connection.poll(timeout):
-            raise JudgeFailed(f"judging what your code returned took more than {timeout:g} s (evidence this large "
-                              "or this shaped does not come from the check): something in the notebook interferes "
-                              "with grading")
+            raise _WorkerLost("overran")
         return self.connection.recv()
 
     def stop(self) -> None:
@@ -112,49 +111,50 @@ def warm_up() -> None:
         _WORKER = _Worker()
 
 
-def judge_with_timeout(exercise: exercises.Exercise, evidence_text: Any, seed: int,
-                       timeout: float | None) -> dict[str, str | None]:
-    """:func:`verdicts` in the worker, at most ``timeout`` seconds (None: in this process); JudgeFailed."""
+def _in_worker(kind: str, arguments: tuple, timeout: float | None) -> Any:
+    """``_JOBS[kind](*arguments)`` in the worker, at most ``timeout`` seconds; in this process without a timeout
+    or for a job that cannot be pickled (e.g. a judge defined inside a function). _WorkerLost when the worker did
+    not start, overran or died; it is stopped, and the next job starts a fresh one."""
     global _WORKER
-    if timeout is None:
-        return verdicts(exercise, evidence_text, seed)
     try:
-        job = pickle.dumps(("verdicts", (exercise, evidence_text, seed)))
-    except (pickle.PicklingError, AttributeError, TypeError):  # e.g. a judge defined inside a function
-        return verdicts(exercise, evidence_text, seed)
+        job = None if timeout is None else pickle.dumps((kind, arguments))
+    except (pickle.PicklingError, AttributeError, TypeError):
+        job = None
+    if job is None:
+        return _JOBS[kind](*arguments)
     warm_up()
     assert _WORKER is not None
     try:
         return _WORKER.ask(job, timeout)
-    except JudgeFailed:
+    except (_WorkerLost, EOFError, OSError, BrokenPipeError) as exc:
         _WORKER.stop()
         _WORKER = None
-        raise
-    except (EOFError, OSError, BrokenPipeError):
-        _WORKER.stop()
-        _WORKER = None
-        raise JudgeFailed("the grader's judge process died on what your code returned (e.g. a crash in compiled "
-                          "code on malformed evidence): something in the notebook interferes with grading") from None
+        raise _WorkerLost(exc.reason if isinstance(exc, _WorkerLost) else "died") from None
+
+
+def judge_with_timeout(exercise: exercises.Exercise, evidence_text: Any, seed: int,
+                       timeout: float | None) -> dict[str, str | None]:
+    """:func:`verdicts` in the worker, at most ``timeout`` seconds (None: in this process); JudgeFailed."""
+    try:
+        return _in_worker("verdicts", (exercise, evidence_text, seed), timeout)
+    except _WorkerLost as lost:
+        raise JudgeFailed({
+            "unstarted": "the grader's judge process did not start",
+            "overran": f"judging what your code returned took more than {timeout:g} s (evidence this large or this "
+                       "shaped does not come from the check): something in the notebook interferes with grading",
+            "died": "the grader's judge process died on what your code returned (e.g. a crash in compiled code on "
+                    "malformed evidence): something in the notebook interferes with grading",
+        }[lost.reason]) from None
 
 
 def inputs_with_timeout(exercise: exercises.Exercise, seed: int, timeout: float | None) -> str | None:
-    """:func:`encoded_inputs` in the worker, at most ``timeout`` seconds (None: in this process); InputsFailed."""
-    global _WORKER
+    """:func:`exercises.encoded_inputs` in the worker, at most ``timeout`` seconds (None: in this process);
+    InputsFailed."""
     try:
-        job = pickle.dumps(("inputs", (exercise, seed)))
-    except (pickle.PicklingError, AttributeError, TypeError):  # e.g. a table defined inside a function
-        job = None
-    if timeout is None or job is None:
-        status, value = _inputs_job(exercise, seed)
-    else:
-        warm_up()
-        assert _WORKER is not None
-        try:
-            status, value = _WORKER.ask(job, timeout)
-        except (JudgeFailed, EOFError, OSError, BrokenPipeError) as exc:
-            _WORKER.stop()
-            _WORKER = None
-            raise InputsFailed(f"drawing them took more than {timeout:g} s or stopped the worker ({exc})") from None
+        status, value = _in_worker("inputs", (exercise, seed), timeout)
+    except _WorkerLost as lost:
+        what = {"unstarted": "did not start", "overran": f"took more than {timeout:g} s", "died": "died"}[lost.reason]
+        raise InputsFailed(f"the grader's judge process {what} drawing them") from None
     if status != "ok":
         raise InputsFailed(value)
     return value

@@ -136,8 +136,9 @@ class ProbeServer:
         return header, self._read_exact(size, deadline)
 
     def probe(self, exercise: str, sources: list, inputs: str | None, timeout: float) -> Reply:
-        """Probe one exercise in a fresh child, on its ``inputs`` (evidence text, :func:`.judging.encoded_inputs`:
-        never the seed they come from); a failed server gives ``Reply("lost", message=...)``."""
+        """Probe one exercise in a fresh child, on its ``inputs`` (evidence text,
+        :func:`labs_utils.exercises.encoded_inputs`: never the seed they come from); a failed server gives
+        ``Reply("lost", message=...)``."""
         try:
             if self.process is None or self.process.poll() is not None:
                 self.start()

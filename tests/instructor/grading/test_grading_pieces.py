@@ -338,3 +338,7 @@ def test_inputs_are_drawn_in_the_judge_worker_and_a_failure_there_is_the_graders
     for timeout in (60, None):  # in the worker, and in this process
         with pytest.raises(judging.InputsFailed, match="ValueError: no inputs for 7"):
             judging.inputs_with_timeout(broken, 7, timeout)
+    endless = Exercise("endless", ("double",), DOUBLE.parts, gf.probe_double, gf.judge_double, inputs=gf.endless_inputs)
+    with pytest.raises(judging.InputsFailed, match=r"^the grader's judge process took more than 2 s drawing them$"):
+        judging.inputs_with_timeout(endless, 7, timeout=2)  # the grader's own message, not the judge's
+    assert judging.inputs_with_timeout(DOUBLE, 7, timeout=60) == text  # a fresh worker took over

@@ -14,7 +14,7 @@ import pytest
 from conftest import OPTIONS, SANDBOX, SANDBOX_FIX
 
 from labs_utils import evidence as ev
-from labs_utils.instructor.grading.judging import encoded_inputs
+from labs_utils.exercises import encoded_inputs
 from labs_utils.instructor.grading.kernel import lab_modules
 from labs_utils.instructor.grading.probes import ProbeServer
 from labs_utils.instructor.grading.run import _probed, judged
