@@ -67,7 +67,7 @@ def random_codes(model: nn.Module, images: torch.Tensor, n: int = 10, seed: int 
         rows = [apply_in_batches(model.decoder, z) for z in (codes[:n], matched, noise[1])]
     return show_images(rows, row_titles=["codes of\nreal digits", "random codes,\nsame mean/std",
                                          "random codes,\nN(0, I)"],
-                       title="What the decoder draws from codes no image was encoded to")
+                       title="What the decoder draws from real codes, and from random codes no image was encoded to")
 
 
 def _encode(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
