@@ -6,8 +6,9 @@ of ``self.decoder``, black and white both reachable, ``forward`` equal to ``deco
 50,000 numbers held), then trains it from a fixed seed for a short budget (a few seconds on a CPU) on bundled
 MNIST training digits and measures its MSE on other, held-out training digits (a validation MSE: the test digits
 stay for the notebook's last cell), against two bars (a design that learns, and a good one). An untrained model, or
-one that cannot learn, misses both. The full challenge (60 s of CPU time of training, test MSE 0.010) is the
-student's to reach; ``experiments.challenge_verdict`` reports it.
+one that cannot learn, misses both. The full challenge (60 s of CPU time of training, validation MSE 0.010) is the
+student's to reach; ``experiments.challenge_verdict`` judges it on the notebook's own training (CPU time and
+validation MSE) and reports the test MSE, measured once.
 """
 from __future__ import annotations
 
@@ -30,12 +31,12 @@ from ._inputs import draw_images, generator
 class Challenge:
     """The open challenge's rules: a code of ``code_dim`` numbers, at most ``max_numbers`` numbers held (see
     :func:`~labs_utils.lab1_autoencoders.model_size`), at most ``max_seconds`` of training on a laptop CPU
-    (CPU time of the training thread, :func:`~labs_utils.lab1_autoencoders.training_clock`), a test
-    MSE of at most ``target_mse`` (full mode); and the check's own training: ``check_steps`` Adam steps at
-    ``check_lr`` on batches of ``check_batch`` of ``check_digits`` training digits, from seed ``check_seed``, to a
-    validation MSE of at most ``check_mse`` on the last ``check_val_digits`` bundled training digits, which it
-    never trains on (the mean image: 0.068; an untrained model: 0.1-0.25), and at most ``check_good_mse`` for the
-    second part."""
+    (CPU time of the training thread, :func:`~labs_utils.lab1_autoencoders.training_clock`), a
+    validation MSE of at most ``target_mse`` after that training (full mode); and the check's own training:
+    ``check_steps`` Adam steps at ``check_lr`` on batches of ``check_batch`` of ``check_digits`` training digits,
+    from seed ``check_seed``, to a validation MSE of at most ``check_mse`` on the last ``check_val_digits`` bundled
+    training digits, which it never trains on (the mean image: 0.068; an untrained model: 0.1-0.25), and at most
+    ``check_good_mse`` for the second part."""
 
     code_dim: int = 32
     max_numbers: int = 50_000

@@ -206,34 +206,42 @@ def training_clock() -> float:
     return time.thread_time()
 
 
-def challenge_verdict(model: nn.Module, train_seconds: float, test_images: torch.Tensor) -> float:
-    """After training: the challenge model's test MSE, with a printed verdict. In full mode it says whether the
-    training kept to the time budget and the error reached the target, and what to change if not; it does not
-    raise, so that Restart & Run All still reaches the lab's summary (the challenge's points come from
-    ``check_challenge``, which trains the design itself). Fast mode trains too little to say. Returns the test MSE."""
-    try:
-        seconds = float(train_seconds)
-    except (TypeError, ValueError):
-        fail(f"train_seconds is {train_seconds!r}, not a number of seconds.",
-             "Measure the training: start = lab1.training_clock() before it, lab1.training_clock() - start after.")
+def challenge_verdict(model: nn.Module, train_seconds: float, val_mse: float, test_images: torch.Tensor) -> float:
+    """After the last training: the verdict on the challenge's rules, read on what the student may tune on (the
+    CPU time of the training and its validation MSE), and the test MSE, measured once and only reported. In full
+    mode it says whether the training kept to the time budget and the validation MSE reached the target, and what
+    to change if not; it does not raise, so that Restart & Run All still reaches the lab's summary (the
+    challenge's points come from ``check_challenge``, which trains the design itself). Fast mode trains too little
+    to say. Returns the test MSE."""
+    numbers = {}
+    for name, value, fix in (("train_seconds", train_seconds, "Measure the training: start = lab1.training_clock() "
+                              "before it, lab1.training_clock() - start after."),
+                             ("val_mse", val_mse, "Pass the validation MSE the training printed, e.g. "
+                              "history.val_loss[-1].")):
+        try:
+            numbers[name] = float(value)
+        except (TypeError, ValueError):
+            fail(f"{name} is {value!r}, not a number.", fix)
+    seconds, val = numbers["train_seconds"], numbers["val_mse"]
     mse = reconstruction_mse(model, test_images)
-    summary = (f"{model_size(model):,} numbers, {seconds:.0f} s of training (CPU time), "
-               f"test MSE {mse:.4f} (target {CHALLENGE.target_mse}, budget {CHALLENGE.max_seconds:.0f} s)")
+    summary = (f"{model_size(model):,} numbers, {seconds:.0f} s of training (CPU time), validation MSE {val:.4f} "
+               f"(target {CHALLENGE.target_mse}, budget {CHALLENGE.max_seconds:.0f} s)")
+    test = f"Test MSE, measured once: {mse:.4f}."
     if fast_mode():
-        print(f"[fast mode: {summary}; the target and the budget are judged in full mode only]")
+        print(f"[fast mode: {summary}; the target and the budget are judged in full mode only]\n{test}")
         return mse
     missed = []
     if not seconds <= CHALLENGE.max_seconds:
         missed.append(f"the training took {seconds:.0f} s of CPU time, over the budget of "
                       f"{CHALLENGE.max_seconds:.0f} s: train fewer steps, or make each step cheaper (fewer feature "
                       "maps at full resolution)")
-    if not mse <= CHALLENGE.target_mse:
-        missed.append(f"the test MSE is {mse:.4f}, above the target of {CHALLENGE.target_mse}: choose on the "
+    if not val <= CHALLENGE.target_mse:
+        missed.append(f"the validation MSE is {val:.4f}, above the target of {CHALLENGE.target_mse}: choose on the "
                       "validation digits a learning rate, the steps the budget allows, and where the parameters go "
                       "(lab1.model_size on each layer shows where they sit)")
     if missed:
         print(f"\u2718 Open challenge not met yet: {summary}.\n  " + ";\n  ".join(m[0].upper() + m[1:] for m in missed)
-              + ".")
+              + f".\n{test}")
         return mse
-    print(f"\u2714 Open challenge met: {summary}.")
+    print(f"\u2714 Open challenge met: {summary}.\n{test}")
     return mse

@@ -23,8 +23,7 @@ def predicted_peak_bytes(n_layers: int, segment_size: int | None, activation_byt
                          in_flight: int = 3) -> int:
     """Predicted peak activation bytes of n equal layers, checkpointed every ``segment_size`` (plain backprop for
     ``None``), each layer storing one activation of ``activation_bytes``: the memory model of the notebook's
-    section 4 (Chen et al., 2016), whose formula the notebook shows after you have predicted it. ``in_flight``:
-    the activations alive besides the stored ones (gradients in flight and the output the measurement keeps).
+    section 4 (Chen et al., 2016). ``in_flight``: the activations alive besides the stored ones.
     """
     n_layers = positive_int("n_layers", n_layers)
     activation_bytes = positive_int("activation_bytes", activation_bytes)

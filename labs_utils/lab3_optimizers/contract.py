@@ -63,14 +63,14 @@ def _gate(plain: Any, setup: Setup) -> str | None:
                          f"each gradient, as plain gradient descent's does, so the rest of the contract of "
                          f"{setup.spec.title} cannot be checked on it.",
                          f"{setup.spec.title} divides each gradient by its own running scale, so its first step has "
-                         f"the same size for every element whatever |g| is: {setup.spec.update}.")
+                         f"the same size for every element whatever |g| is (see {setup.spec.update}).")
     sign = torch.cat(signs)[moved]
     if max(float((sign < 0).double().mean()), float((sign > 0).double().mean())) < _ALIGNED:
         return with_hint(f"In the scenario '{setup.scenario.name}', your first step moved the parameters without "
                          "following their gradients (the moves' signs do not match the gradients'), so the rest "
                          "of the contract cannot be checked on it.",
-                         f"the first step of {setup.spec.title} moves each element against its gradient: "
-                         f"{setup.spec.update}.")
+                         f"the first step of {setup.spec.title} moves each element against its gradient (see "
+                         f"{setup.spec.update}).")
     return None
 
 

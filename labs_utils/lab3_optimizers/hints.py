@@ -213,4 +213,4 @@ def likely_cause(setup: Setup, index: int, param: str, before: dict[str, torch.T
     if kind == "together":
         return ("The simpler scenarios passed, so look at what only this one combines: state kept per parameter "
                 "across many steps, gradients that come and go, and hyperparameters read per group.")
-    return f"Compare your step with torch's update: {spec.update}."
+    return f"Compare your step, line by line, with {spec.update}."

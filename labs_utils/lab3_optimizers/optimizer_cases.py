@@ -45,7 +45,7 @@ class Spec:
     unusual: dict[str, Any]  # non-default values (eps aside) that catch hard-coded or ignored hyperparameters
     lr: float
     large_lr: float
-    update: str  # the update torch performs, for hints
+    update: str  # where hints send the student to read the update torch performs (or, for SGD, the update)
     points: dict[str, float]  # part name -> points
     decay: dict[str, Any] | None = None  # weight_decay of the decay scenarios' constructor (None: no decay)
 
@@ -61,30 +61,33 @@ def _torch(kind: str, **fixed: Any) -> Callable[..., torch.optim.Optimizer]:
     return make
 
 
-_ADAM_UPDATE = ("m ← β₁m + (1−β₁)g; v ← β₂v + (1−β₂)g²; m̂ = m/(1−β₁ᵗ), v̂ = v/(1−β₂ᵗ) with t = 1, 2, ... "
-                "counted per parameter; θ ← θ − lr·m̂/(√v̂ + eps)")
+# Hints point at torch's documented algorithm, which the notebook asks the student to read, never spell it out
+_ADAM_UPDATE = ("the algorithm box of torch.optim.{name}'s documentation: which moments are bias-corrected, whose "
+                "step count t is, where eps goes and where weight_decay enters")
 # points are multiples of 1/8, so every sum of them is exact in floating point
 _HEAVY = {BASIC: 0.25, STATE: 0.25, GROUPS: 0.25, CHANGES: 0.125, CONTRACT: 0.125}
 SPECS = {
     "sgd": Spec("SGD", _torch("SGD"), {}, {}, 0.05, 0.3, "θ ← θ − lr·g",
                 {BASIC: 0.5, GROUPS: 0.25, CHANGES: 0.125, CONTRACT: 0.125}),
     "momentum": Spec("Momentum", _torch("SGD"), {"momentum": 0.9}, {"momentum": 0.7}, 0.02, 0.2,
-                     "v ← momentum·v + g (v starts at 0, so v₁ = g), then θ ← θ − lr·v", dict(_HEAVY)),
+                     "the algorithm box of torch.optim.SGD's documentation (with momentum, dampening 0): what "
+                     "multiplies g in the velocity, what the velocity is after the first step, and where lr goes",
+                     dict(_HEAVY)),
     "nesterov": Spec("Nesterov", _torch("SGD", nesterov=True), {"momentum": 0.9}, {"momentum": 0.7}, 0.02, 0.2,
                      "the update you derived from Sutskever's look-ahead form, in torch's units (lr outside the "
                      "velocity, the velocity starting at 0; the first step is (1 + momentum)·lr·g)", dict(_HEAVY)),
     "rmsprop": Spec("RMSProp", _torch("RMSprop"), {"alpha": 0.99, "eps": 1e-8, "weight_decay": 0.0}, {"alpha": 0.9},
-                    1e-3, 0.05, "the slides' running average of g² per parameter (it starts at 0, without a bias "
-                    "correction; alpha is the weight of the old value), with eps added after the square root; with "
-                    "weight_decay, the L2 term is added to the gradient first",
+                    1e-3, 0.05, "the algorithm box of torch.optim.RMSprop's documentation (centered=False, "
+                    "momentum=0): where the running average of g² starts, which weight alpha is, where eps goes and where "
+                    "weight_decay enters",
                     {BASIC: 0.25, EPS: 0.25, STATE: 0.25, GROUPS: 0.25, CHANGES: 0.125, DECAY: 0.25, CONTRACT: 0.125},
                     decay={"weight_decay": 0.05}),
     "adam": Spec("Adam", _torch("Adam"), {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0},
-                 {"betas": (0.8, 0.95)}, 1e-2, 0.1, _ADAM_UPDATE,
+                 {"betas": (0.8, 0.95)}, 1e-2, 0.1, _ADAM_UPDATE.format(name="Adam"),
                  {BASIC: 0.25, EPS: 0.25, STATE: 0.25, GROUPS: 0.25, CHANGES: 0.25, DECAY: 0.5, CONTRACT: 0.25},
                  decay={"weight_decay": 0.05}),
     "adamw": Spec("AdamW", _torch("AdamW"), {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 1e-2},
-                  {"betas": (0.8, 0.95)}, 1e-2, 0.1, _ADAM_UPDATE,
+                  {"betas": (0.8, 0.95)}, 1e-2, 0.1, _ADAM_UPDATE.format(name="AdamW"),
                   {BASIC: 0.25, EPS: 0.25, STATE: 0.25, GROUPS: 0.25, CHANGES: 0.125, DECAY: 0.25, CONTRACT: 0.125},
                   decay={}),
     "adagrad": Spec("AdaGrad", _torch("Adagrad"), {"eps": 1e-10, "weight_decay": 0.0}, {}, 0.05, 0.5,

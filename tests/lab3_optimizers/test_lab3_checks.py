@@ -457,3 +457,27 @@ def test_evidence_from_another_seed_is_rejected():
     exercise = exercises.exercise_named(CHECKS, "Momentum")
     stale = exercises.probe(exercise, (Heavy,), exercises.draw_inputs(exercise, 1))
     assert all(message is not None for message in exercises.judge(exercise, stale, seed=2).values())
+
+
+class MomentumThatIsSGD(torch.optim.Optimizer):
+    """A first try at Momentum: its signature, plain gradient descent's step (right on step 1 only)."""
+
+    def __init__(self, params, lr, momentum=0.9):
+        super().__init__(params, dict(lr=lr, momentum=momentum))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = run_closure(closure)
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.add_(p.grad, alpha=-group["lr"])
+        return loss
+
+
+def test_an_unrecognised_mistake_is_sent_to_torchs_algorithm_box_not_told_the_update():
+    """The notebook asks students to read torch's convention (velocity, first step) from its documentation; the
+    hint for a mistake the check does not name sends them there instead of writing the update out."""
+    message = verdicts("momentum", MomentumThatIsSGD)[STATE]  # right on step 1, off from step 2
+    assert message is not None and "algorithm box of torch.optim.SGD's documentation" in message
+    assert not any(spelled in message for spelled in ("v₁ = g", "momentum·v + g", "θ − lr·v"))
