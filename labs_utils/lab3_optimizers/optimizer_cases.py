@@ -78,8 +78,8 @@ SPECS = {
                      "velocity, the velocity starting at 0; the first step is (1 + momentum)·lr·g)", dict(_HEAVY)),
     "rmsprop": Spec("RMSProp", _torch("RMSprop"), {"alpha": 0.99, "eps": 1e-8, "weight_decay": 0.0}, {"alpha": 0.9},
                     1e-3, 0.05, "the algorithm box of torch.optim.RMSprop's documentation (centered=False, "
-                    "momentum=0): where the running average of g² starts, which weight alpha is, where eps goes and where "
-                    "weight_decay enters",
+                    "momentum=0): where the running average of g² starts, which weight alpha is, where eps goes "
+                    "and where weight_decay enters",
                     {BASIC: 0.25, EPS: 0.25, STATE: 0.25, GROUPS: 0.25, CHANGES: 0.125, DECAY: 0.25, CONTRACT: 0.125},
                     decay={"weight_decay": 0.05}),
     "adam": Spec("Adam", _torch("Adam"), {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0},
