@@ -118,7 +118,7 @@ def gaussian_filter(images: Images, sigma: float = 1.0) -> Images:
 
 
 MEDIAN_SIZES = (3, 5)
-GAUSSIAN_SIGMAS = (0.5, 0.75, 1.0, 1.5)
+GAUSSIAN_SIGMAS = (0.35, 0.5, 0.75, 1.0, 1.5)
 
 
 def choose_filters(noisy: Images, clean: Images) -> dict[str, float]:

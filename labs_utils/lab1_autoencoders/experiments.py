@@ -82,7 +82,7 @@ class SeedRuns:
 
     def sigmoid_table(self) -> str:
         """Per run: mean and standard deviation of the last sigmoid's input at initialisation and after training,
-        and the share of its values where the sigmoid is flat (|input| > FLAT)."""
+        and the share of its values with |input| > FLAT."""
         from ..tables import markdown_table
 
         def stats(values: torch.Tensor | None) -> list:
@@ -95,17 +95,11 @@ class SeedRuns:
                  *stats(found["after training"])]
                 for variant, runs in self.sigmoid.items() for seed, found in runs.items()]
         return markdown_table(["variant", "seed", "validation MSE", "at initialisation: mean ± std",
-                               f"flat (\\|input\\| > {FLAT:g})", "after training: mean ± std",
-                               f"flat (\\|input\\| > {FLAT:g})"], rows) + (
+                               f"share with \\|input\\| > {FLAT:g}", "after training: mean ± std",
+                               f"share with \\|input\\| > {FLAT:g}"], rows) + (
             f"\n\nThe input of the decoder's final sigmoid on {SIGMOID_IMAGES} validation digits: at "
             "initialisation in training mode (what the first step sees), after training in evaluation mode (what the "
-            f"validation MSE sees). Where \\|input\\| > {FLAT:g} (\"flat\"), the sigmoid's slope is below "
-            f"{_sigmoid_slope(FLAT):.3f}; at 0 it is 0.25.")
-
-
-def _sigmoid_slope(s: float) -> float:
-    p = 1 / (1 + torch.exp(torch.tensor(-s, dtype=torch.float64)))
-    return float(p * (1 - p))
+            "validation MSE sees).")
 
 
 _SHAPE_ONLY = (nn.Flatten, nn.Unflatten, nn.Identity)

@@ -22,8 +22,8 @@ from .experiments import FLAT, SeedRuns
 @styled
 def plot_sigmoid_inputs(runs: SeedRuns, bins: int = 60) -> Figure:
     """Histograms of what enters the last sigmoid: rows with / without BatchNorm, columns at initialisation /
-    after training, one line per seed, on a symmetric log axis (linear within ±1); the grey bands are where
-    the sigmoid is flat (|input| > FLAT)."""
+    after training, one line per seed, on a symmetric log axis (linear within ±1); the grey bands are
+    |input| > FLAT."""
     variants = list(runs.sigmoid)
     moments = ("initialisation", "after training")
     values = [v for variant in variants for found in runs.sigmoid[variant].values() for v in found.values()
@@ -51,7 +51,7 @@ def plot_sigmoid_inputs(runs: SeedRuns, bins: int = 60) -> Figure:
             ax.set_xlabel("input of the last sigmoid (symmetric log scale)")
             ax.set_ylabel("share of pixels")
         axes[row, 1].legend(fontsize=8, loc="upper right")
-    fig.suptitle(f"What enters the decoder's last sigmoid (grey: |input| > {FLAT:g}, where the sigmoid is flat)")
+    fig.suptitle(f"What enters the decoder's last sigmoid (grey: |input| > {FLAT:g})")
     return fig
 
 
@@ -67,7 +67,7 @@ def random_codes(model: nn.Module, images: torch.Tensor, n: int = 10, seed: int 
         rows = [apply_in_batches(model.decoder, z) for z in (codes[:n], matched, noise[1])]
     return show_images(rows, row_titles=["codes of\nreal digits", "random codes,\nsame mean/std",
                                          "random codes,\nN(0, I)"],
-                       title="What the decoder draws from codes no image was encoded to")
+                       title="What the decoder draws from real codes, and from random codes no image was encoded to")
 
 
 def _encode(model: nn.Module, images: torch.Tensor) -> torch.Tensor:

@@ -53,7 +53,6 @@ _EXPORTS = {
     "run_all": "landscapes",
     "is_diverging": "landscapes",
     "sweep_learning_rates": "landscapes",
-    "divergence_threshold": "landscapes",
     "weight_shrinkage_under_noise": "landscapes",
     "gd_optimal_lr": "convergence",
     "gd_rate": "convergence",

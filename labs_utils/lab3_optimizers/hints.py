@@ -26,6 +26,11 @@ def ratio_diagnosis(name: str, values: dict[str, Any], ratio: float) -> str | No
         known.append((1 - beta, "Your step is (1 − momentum) times torch's: that is the slides' EMA form "
                                 "v ← βv + (1−β)g. torch.optim.SGD accumulates v ← momentum·v + g (the two are "
                                 "equivalent after rescaling lr by 1/(1−β), but the exercise matches torch)."))
+    if name == "momentum" and values["momentum"] > 0:
+        known.append((1 + values["momentum"],
+                      "Your first step is (1 + momentum) times torch's: your velocity starts at g and then also takes "
+                      "the update v ← momentum·v + g on that step. In torch's algorithm box the velocity after the "
+                      "first step is g: start it at 0 and update it, or start it at g without the update."))
     if name == "nesterov":
         known.append((1 / (1 + values["momentum"]),
                       "Your first step is lr·g, plain momentum's: Nesterov's first step is longer, because "

@@ -232,7 +232,8 @@ def run_all(landscape: Landscape, makers: Mapping[str, MakeOptimizer], steps: in
 def is_diverging(run: Run) -> bool:
     """True when the run blew up or its loss gap was still growing over the second half of the run.
 
-    A rule of thumb for section 1's sweep plots on the ravine; Exercise 5 asks you to choose your own test.
+    A rule of thumb for section 1's sweep on the ravine, which brackets the edge between two of its learning rates;
+    Exercise 5 asks you to choose your own test.
     """
     return run.diverged or bool(run.gaps[-1] > run.gaps[len(run.gaps) // 2])
 
@@ -249,30 +250,6 @@ def sweep_learning_rates(make_optimizer: Callable[[Sequence[torch.Tensor], float
         gaps.append(math.inf if run.diverged else float(run.gaps[-1]))
         diverging.append(is_diverging(run))
     return np.array(gaps), np.array(diverging)
-
-
-def divergence_threshold(make_optimizer: Callable[[Sequence[torch.Tensor], float], torch.optim.Optimizer],
-                         landscape: Landscape, low: float, high: float, *, steps: int = 400,
-                         iterations: int = 30) -> float:
-    """The learning rate where runs start to diverge, by bisection between ``low`` (converges) and ``high``.
-
-    Section 1's demonstration on the ravine, judged by :func:`is_diverging` over ``steps`` steps. Exercise 5's
-    check refuses it (a ``largest_stable_lr`` that calls this or any other course helper earns 0): the exercise
-    asks for a stability test of your own that is right just below and just above the limit.
-    """
-    def diverges(lr: float) -> bool:
-        return is_diverging(run_optimizer(lambda params: make_optimizer(params, lr), landscape, steps=steps))
-
-    if diverges(low):
-        raise ValueError(f"need a converging low learning rate, but low = {low:g} already diverges within {steps} "
-                         "steps: pass a smaller low")
-    if not diverges(high):
-        raise ValueError(f"need a diverging high learning rate, but high = {high:g} still converges within "
-                         f"{steps} steps: pass a larger high")
-    for _ in range(iterations):
-        middle = 0.5 * (low + high)
-        low, high = (low, middle) if diverges(middle) else (middle, high)
-    return 0.5 * (low + high)
 
 
 def weight_shrinkage_under_noise(make_optimizer: MakeOptimizer, sigmas: Sequence[float], *, steps: int = 1000,

@@ -97,10 +97,12 @@ def paired_difference(correct_a: np.ndarray, correct_b: np.ndarray, *, draws: in
     ``mean``: the difference of the seed-averaged accuracies; ``low``/``high``: its 95 % paired-bootstrap interval
     over digits (the same digits drawn for both); ``seed_low``/``seed_high``: the smallest and largest difference of
     a single seed; ``only_a``/``only_b``: digits (averaged over seeds) that only A / only B gets right (McNemar's
-    discordant counts per seed); ``mcnemar_p``: McNemar's exact test on the discordant digits pooled over seeds.
+    discordant counts per seed); ``p_low``/``p_high``: the smallest and largest p-value of McNemar's exact test, one
+    test per seed (the seeds score the same digits, so their discordant digits are not independent: never pool them).
     """
     a, b = np.atleast_2d(correct_a).astype(float), np.atleast_2d(correct_b).astype(float)
     only_a, only_b = int((a * (1 - b)).sum()), int((b * (1 - a)).sum())
+    p_values = [mcnemar_p(int((ra * (1 - rb)).sum()), int((rb * (1 - ra)).sum())) for ra, rb in zip(a, b)]
     per_digit = a.mean(axis=0) - b.mean(axis=0)
     rng = np.random.default_rng(seed)
     n = per_digit.size
@@ -109,7 +111,7 @@ def paired_difference(correct_a: np.ndarray, correct_b: np.ndarray, *, draws: in
     return {"mean": 100 * per_digit.mean(), "low": 100 * np.quantile(boot, 0.025),
             "high": 100 * np.quantile(boot, 0.975), "seed_low": float(per_seed.min()),
             "seed_high": float(per_seed.max()), "only_a": only_a / len(a), "only_b": only_b / len(a),
-            "mcnemar_p": mcnemar_p(only_a, only_b)}
+            "p_low": min(p_values), "p_high": max(p_values)}
 
 
 def mcnemar_p(only_a: int, only_b: int) -> float:

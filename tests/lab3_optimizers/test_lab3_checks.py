@@ -194,8 +194,19 @@ def test_a_failure_names_the_step_the_parameter_and_the_group():
     assert "EMA form" in message
 
 
+class VelocityStartsAtGradient(Heavy):
+    """Reads torch's box half-way: the velocity starts at g and still takes v ← βv + g on the first step."""
+
+    def buffer(self, p):
+        state = self.state[p]
+        if "v" not in state:
+            state["v"] = p.grad.clone()
+        return state["v"]
+
+
 @pytest.mark.parametrize("name, cls, fragment, forbidden", [
     ("momentum", _variant(Heavy, ema=True), "EMA form", None),
+    ("momentum", VelocityStartsAtGradient, "(1 + momentum) times torch's", "EMA form"),
     ("nesterov", Heavy, "plain momentum", None),
     ("rmsprop", _variant(RMS, swapped=True), "look swapped", "bias"),
     ("rmsprop", _variant(RMS, bias_correction=True), "do not divide s by (1 − alphaᵗ)", "swapped"),

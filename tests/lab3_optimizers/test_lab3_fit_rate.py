@@ -12,6 +12,7 @@ import pytest
 
 from labs_utils import exercises
 from labs_utils.lab3_optimizers.checks import check_fit_rate
+from labs_utils.lab3_optimizers.convergence import _tail_rate
 from labs_utils.lab3_optimizers.exercise_fit_rate import EARLY_ZEROS, FIT_RATE, GEOMETRIC, NOISE, TRANSIENT
 
 
@@ -151,6 +152,18 @@ def test_one_ratio_of_neighbouring_gaps_fails_the_noisy_curves():
 
     assert NOISE in failed(last_ratio)
     assert "the ratio of two gaps or a short window follows the noise" in verdicts(last_ratio)[NOISE]
+
+
+@pytest.mark.parametrize("seed", [0, 7, 123456])
+def test_the_labs_own_two_gap_tail_rate_copied_does_not_pass(seed):
+    """convergence._tail_rate (the table's rate between two fixed steps of a noise-free curve) is readable in the
+    package: copied as fit_rate it meets the zeros of an underflowed run and fails that part."""
+    def copied(gaps):
+        return _tail_rate(gaps, len(gaps) // 2, len(gaps) - 1)
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        assert EARLY_ZEROS in failed(copied, seed)
+        assert exercises.points(FIT_RATE, verdicts(copied, seed)) < FIT_RATE.points
 
 
 def test_a_crash_is_reported_per_part():

@@ -35,7 +35,17 @@ def test_paired_difference_of_the_same_digits():
     assert found["mean"] == pytest.approx(lost / 10) and found["only_a"] == pytest.approx(lost)
     assert 0 < found["low"] < found["mean"] < found["high"] and found["only_b"] == 0
     assert found["seed_low"] <= found["mean"] <= found["seed_high"]
-    assert found["mcnemar_p"] < 1e-6 and same["mcnemar_p"] == 1.0
+    assert found["p_high"] < 1e-4 and same["p_low"] == same["p_high"] == 1.0
+
+
+def test_mcnemar_is_one_test_per_seed_never_pooled_over_seeds():
+    a = np.ones((3, 100), dtype=bool)
+    b = a.copy()
+    b[:, :4] = False  # 4 discordant digits on each seed, the same 4 digits: p = 0.125 per seed (pooled: 12 vs 0)
+    found = tuning.paired_difference(a, b)
+    assert found["p_low"] == found["p_high"] == pytest.approx(0.125)
+    b[0, 4:10] = False  # seed 0 has 10 against 0
+    assert tuning.paired_difference(a, b)["p_low"] == pytest.approx(2 / 2 ** 10)
 
 
 def test_mcnemar_exact_p_values():
