@@ -96,6 +96,9 @@ def _carries(inputs, seed: int) -> str | None:
     import torch
 
     near = range(seed - 16, seed + 1024)
+    # Every n in ``near`` shares its upper six bytes (little-endian, 8 bytes): find those, then read the whole n.
+    assert near[0] >> 16 == near[-1] >> 16, "pick a seed whose neighbours share their upper bytes"
+    upper = (seed >> 16).to_bytes(6, "little")
     for leaf in _leaves(inputs):
         if isinstance(leaf, int) and not isinstance(leaf, bool) and leaf in near:
             return f"the int {leaf}"
@@ -104,9 +107,25 @@ def _carries(inputs, seed: int) -> str | None:
                     int(n) in near for n in leaf.flatten().tolist()):
                 return f"a {leaf.dtype} tensor's values"
             raw = leaf.detach().contiguous().view(-1).view(torch.uint8).numpy().tobytes()
-            if any(n.to_bytes(8, "little") in raw for n in near):  # a generator's state, at any offset
-                return f"a {leaf.dtype} tensor's bytes"
+            at = raw.find(upper, 2)
+            while at != -1:  # a generator's state, at any offset
+                if int.from_bytes(raw[at - 2:at + 6], "little") in near:
+                    return f"a {leaf.dtype} tensor's bytes"
+                at = raw.find(upper, at + 1)
     return None
+
+
+def test_carries_finds_the_seed_at_any_offset_and_nothing_else():
+    import torch
+
+    seed = 1_234_567_891
+    state = torch.Generator().manual_seed(seed + 5).get_state()
+    assert _carries({"a": [torch.zeros(3), state]}, seed) == "a torch.uint8 tensor's bytes"
+    shifted = torch.cat([torch.zeros(3, dtype=torch.uint8), state])
+    assert _carries([shifted], seed) == "a torch.uint8 tensor's bytes"
+    assert _carries([torch.Generator().manual_seed(seed + 2000).get_state()], seed) is None
+    assert _carries([torch.tensor([seed - 3])], seed) == "a torch.int64 tensor's values"
+    assert _carries({"n": seed + 1023}, seed) == "the int 1234568914" and _carries({"n": seed - 17}, seed) is None
 
 
 def test_every_probe_is_sent_inputs_drawn_from_the_seed_and_never_the_seed():
@@ -114,7 +133,7 @@ def test_every_probe_is_sent_inputs_drawn_from_the_seed_and_never_the_seed():
     import inspect
 
     from labs_utils import evidence as ev
-    from labs_utils.exercises import discover_labs, draw_inputs
+    from labs_utils.exercises import discover_labs, encoded_inputs
 
     seed = 1_234_567_891
     for checks in discover_labs().values():
@@ -123,12 +142,12 @@ def test_every_probe_is_sent_inputs_drawn_from_the_seed_and_never_the_seed():
             assert "seed" not in parameters and "inputs" in parameters, exercise.name
             if exercise.inputs is None:
                 continue
-            drawn = draw_inputs(exercise, seed)
-            where = _carries(drawn, seed)
+            text = encoded_inputs(exercise, seed)
+            where = _carries(ev.decode(text), seed)
             assert where is None, f"{exercise.name}'s inputs carry the seed (or seed + k) in {where}"
-            assert ev.encode(draw_inputs(exercise, seed)) == ev.encode(drawn), f"{exercise.name}: not deterministic"
-            assert ev.encode(draw_inputs(exercise, seed + 1)) != ev.encode(drawn), f"{exercise.name}: not drawn"
-            assert len(ev.encode(drawn)) < 8 * 2**20, f"{exercise.name}'s inputs are over 8 MiB"
+            assert encoded_inputs(exercise, seed) == text, f"{exercise.name}: not deterministic"
+            assert encoded_inputs(exercise, seed + 1) != text, f"{exercise.name}: not drawn"
+            assert len(text) < 8 * 2**20, f"{exercise.name}'s inputs are over 8 MiB"
 
 
 @pytest.mark.slow  # starts a fresh Python that imports torch

@@ -139,7 +139,8 @@ def test_the_widget_tests_pass_under_ipywidgets_7():
     version = subprocess.run([str(IPYWIDGETS_7_PYTHON), "-c", "import ipywidgets; print(ipywidgets.__version__)"],
                              capture_output=True, text=True, env=env, check=True).stdout.strip()
     assert version == "7.7.1"
-    run = subprocess.run([str(IPYWIDGETS_7_PYTHON), "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider"],
+    # -n0: one process (the file's few tests do not repay starting pytest-xdist's workers, each importing torch)
+    run = subprocess.run([str(IPYWIDGETS_7_PYTHON), "-m", "pytest", __file__, "-q", "-n0", "-p", "no:cacheprovider"],
                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     assert " passed" in run.stdout and " failed" not in run.stdout

@@ -2,6 +2,8 @@
 builders for the variants the mutation tests derive from them."""
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -36,6 +38,7 @@ class DenseAutoencoder(Autoencoder):
         self.encoder, self.decoder = dense_layers(code_dim)
 
 
+@functools.cache  # one class per set of options: the tests' caches of a design's verdicts then serve every test
 def dense_variant(**layer_options):
     class DenseAutoencoder(Autoencoder):
         def __init__(self, code_dim: int = 2):
@@ -99,6 +102,7 @@ def conv_layers(code_dim: int, channels=(32, 64, 128), *, norm: bool = True, nor
     return nn.Sequential(*encoder), nn.Sequential(*decoder)
 
 
+@functools.cache  # (as dense_variant)
 def conv_variant(**layer_options):
     class ConvAutoencoder(Autoencoder):
         def __init__(self, code_dim: int = 32):
