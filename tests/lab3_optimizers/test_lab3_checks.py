@@ -459,20 +459,11 @@ def test_evidence_from_another_seed_is_rejected():
     assert all(message is not None for message in exercises.judge(exercise, stale, seed=2).values())
 
 
-class MomentumThatIsSGD(torch.optim.Optimizer):
+class MomentumThatIsSGD(PlainSGD):
     """A first try at Momentum: its signature, plain gradient descent's step (right on step 1 only)."""
 
     def __init__(self, params, lr, momentum=0.9):
-        super().__init__(params, dict(lr=lr, momentum=momentum))
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = run_closure(closure)
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is not None:
-                    p.add_(p.grad, alpha=-group["lr"])
-        return loss
+        torch.optim.Optimizer.__init__(self, params, dict(lr=lr, momentum=momentum))
 
 
 def test_an_unrecognised_mistake_is_sent_to_torchs_algorithm_box_not_told_the_update():
