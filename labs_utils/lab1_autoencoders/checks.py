@@ -28,7 +28,7 @@ GRADING = [DENSE, INTERPOLATION, CONV, GAUSSIAN, SALT_AND_PEPPER, MASK, CHALLENG
 
 
 def check_dense_autoencoder(cls: Any) -> None:
-    """The class ``DenseAutoencoder`` (or an instance): 784-256-64-code-64-256-784, ReLU, pixels in [0, 1]."""
+    """The class ``DenseAutoencoder`` (or an instance): widths 784-256-64-code-64-256-784, pixels in [0, 1]."""
     run_exercise(DENSE, (cls,))
 
 

@@ -3,10 +3,9 @@
 The gradients must be those of the network that produced the output, dropout masks included (the notebook asks
 what a replay does to them, and why). The probe runs the student's function on blocks with dropout from a seeded
 random state and records the output, the gradients, the next random numbers the caller gets and where the blocks
-ran; the judge runs plain backprop from the same state (what ``torch.utils.checkpoint`` with
-``preserve_rng_state=True`` reproduces) and compares. Both parts ask first whether the student's own Function
-ran (and, for the random numbers, replayed the blocks in its backward): a plain forward keeps the masks and the
-generator as they are, without any checkpointing. Only the CPU generator is used (a GPU has its own,
+ran; the judge runs plain backprop from the same state and compares. Both parts ask first whether the student's
+own Function ran (and, for the random numbers, replayed the blocks in its backward): a plain forward keeps the
+masks and the generator as they are, without any checkpointing. Only the CPU generator is used (a GPU has its own,
 ``torch.cuda.get_rng_state``).
 """
 from __future__ import annotations
