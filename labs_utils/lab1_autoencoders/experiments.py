@@ -213,16 +213,16 @@ def challenge_verdict(model: nn.Module, train_seconds: float, val_mse: float, te
     to change if not; it does not raise, so that Restart & Run All still reaches the lab's summary (the
     challenge's points come from ``check_challenge``, which trains the design itself). Fast mode trains too little
     to say. Returns the test MSE."""
-    numbers = {}
-    for name, value, fix in (("train_seconds", train_seconds, "Measure the training: start = lab1.training_clock() "
-                              "before it, lab1.training_clock() - start after."),
-                             ("val_mse", val_mse, "Pass the validation MSE the training printed, e.g. "
-                              "history.val_loss[-1].")):
+    def number(name: str, value: object, fix: str) -> float:
         try:
-            numbers[name] = float(value)
+            found = float(value)  # type: ignore[arg-type]
         except (TypeError, ValueError):
             fail(f"{name} is {value!r}, not a number.", fix)
-    seconds, val = numbers["train_seconds"], numbers["val_mse"]
+        return found
+
+    seconds = number("train_seconds", train_seconds, "Measure the training: start = lab1.training_clock() before it, "
+                     "lab1.training_clock() - start after.")
+    val = number("val_mse", val_mse, "Pass the validation MSE the training printed, e.g. history.val_loss[-1].")
     mse = reconstruction_mse(model, test_images)
     summary = (f"{model_size(model):,} numbers, {seconds:.0f} s of training (CPU time), validation MSE {val:.4f} "
                f"(target {CHALLENGE.target_mse}, budget {CHALLENGE.max_seconds:.0f} s)")

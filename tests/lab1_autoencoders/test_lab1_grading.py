@@ -318,5 +318,3 @@ def test_code_that_changes_its_input_in_place_leaves_the_probes_inputs_as_drawn(
     found = exercises.probe(exercise, [wrong], inputs)
     assert "in place" in " ".join(m for m in exercises.judge(exercise, found, seed=3).values() if m)
     assert evidence.encode(inputs) == evidence.encode(exercises.draw_inputs(exercise, 3))
-
-
