@@ -13,7 +13,8 @@ import torch
 from labs_utils import exercises
 from labs_utils import lab3_optimizers as lab3
 from labs_utils.lab3_optimizers import exercise_stability
-from labs_utils.lab3_optimizers.exercise_stability import CASES, GD, HEAVY, NESTEROV, STABILITY, draw, nesterov_limit
+from labs_utils.lab3_optimizers.exercise_stability import CASES, GD, HEAVY, NESTEROV, STABILITY, draw
+from labs_utils.lab3_optimizers.exercise_stability import _nesterov_limit as nesterov_limit
 
 # Each measurement runs hundreds of optimizer steps under the trip-wires' profile hook: seconds per check.
 pytestmark = pytest.mark.slow
@@ -149,6 +150,22 @@ def test_a_bisection_over_the_labs_runs_earns_nothing():
 
     found = grade(borrowed)
     assert exercises.points(STABILITY, found) == 0 and "course helpers" in found[GD]
+
+
+def test_a_search_over_the_labs_learning_rate_sweep_earns_nothing():
+    """The notebook says the check refuses the lab's runs and sweeps: section 1's sweep, borrowed, earns 0."""
+    def borrowed(make_optimizer, curvature):
+        lrs = np.linspace(0.1, 5.0, 50) / curvature
+        _, diverging = lab3.sweep_learning_rates(make_optimizer, lab3.ravine(1, lam_max=curvature), lrs, steps=100)
+        return float(lrs[max(int(np.argmax(diverging)) - 1, 0)])
+
+    found = grade(borrowed)
+    assert exercises.points(STABILITY, found) == 0 and "course helpers" in found[NESTEROV]
+
+
+def test_the_nesterov_reference_is_not_a_public_name():
+    """Its value answers the notebook's optional derivation: no public name hands it out."""
+    assert not hasattr(exercise_stability, "nesterov_limit") and "nesterov_limit" not in dir(lab3)
 
 
 def test_a_function_that_hangs_fails_with_a_time_message(monkeypatch):
