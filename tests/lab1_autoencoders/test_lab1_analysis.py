@@ -404,5 +404,5 @@ def test_non_digits_are_images_in_range_and_each_probe_draws_a_figure():
     with torch.no_grad():
         digit_mse = model(torch.zeros(6, 1, 28, 28)).square().mean().item()
     labels = [ax.yaxis.label.get_text() for ax in with_digits.axes]
-    assert labels[0] == "digits" and f"MSE {digit_mse:.3g}\n(all 6)" in labels  # the MSE over all six digits
+    assert labels[0] == "digits" and f"reconstruction\nMSE {digit_mse:.3g}\n(all 6)" in labels
     assert isinstance(probes.random_codes(model, torch.rand(20, 1, 28, 28)), Figure)
