@@ -5,8 +5,8 @@ between, as in MNIST) and records what came out; the judge draws the same inputs
 decides each part outside the student's kernel. On such images a corruption that depends on the pixel's
 value shows: noise multiplied by the pixel leaves the background black, a mask drawn with a probability
 proportional to the pixel spares the dark greys. Gaussian noise is tested for its whole distribution: each
-output pixel is mapped through the normal CDF of its own noise (a pixel clamped to 0 or 1 to a uniform draw
-over what the clamp hides), which gives uniform numbers exactly when the noise is Gaussian with std ``level``.
+output pixel's change is mapped through the normal CDF of std ``level`` (a pixel held at 0 or 1 to a uniform
+draw over the changes that end there), which gives uniform numbers exactly when the output meets the contract.
 """
 from __future__ import annotations
 
@@ -193,7 +193,7 @@ def _normal_cdf(v: torch.Tensor) -> torch.Tensor:
 
 def gaussian_scores(x: torch.Tensor, out: torch.Tensor, level: float, seed: int) -> torch.Tensor:
     """Each pixel's noise through the normal CDF of std ``level``; a pixel clamped to 0 (or 1) gets a uniform
-    draw below (above) the CDF of the clamp. Uniform on (0, 1) exactly when out = clamp(x + level * N(0, 1))."""
+    draw below (above) the CDF of the clamp. Uniform on (0, 1) exactly when ``out`` meets the Gaussian contract."""
     u = _normal_cdf((out - x) / level)
     draw = torch.rand(out.shape, generator=generator(seed), dtype=torch.float64)
     u = torch.where(out == 0, draw * _normal_cdf(-x / level), u)

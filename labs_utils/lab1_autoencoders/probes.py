@@ -5,7 +5,7 @@ that are not digits.
     display(lab1.plot_sigmoid_inputs(bn_runs))
     display(lab1.random_codes(conv, x_val))
     display(lab1.retrieval(conv, x_train, x_test[:5]))  # the whole model: it encodes with model.encoder
-    display(lab1.out_of_distribution(conv))  # the probe draws its own non-digit inputs
+    display(lab1.out_of_distribution(conv, digits=x_val))  # draws its own non-digits; digits for comparison
 """
 from __future__ import annotations
 
@@ -108,15 +108,17 @@ def non_digits(n: int = 4, seed: int = 0) -> dict[str, torch.Tensor]:
             "checkerboard": boards, "bars": bars}
 
 
-def out_of_distribution(model: nn.Module, n: int = 4) -> Figure:
-    """Each kind of :func:`non_digits` input (left) next to its reconstruction (right), with the MSE of each."""
-    inputs = non_digits(n)
+def out_of_distribution(model: nn.Module, n: int = 4, digits: torch.Tensor | None = None) -> Figure:
+    """Each kind of :func:`non_digits` input (left) next to its reconstruction (right), with the mean MSE of each.
+    With ``digits``, their row comes first: the first ``n`` shown, the MSE over all of them, measured the same way,
+    as the yardstick of a digit's error."""
+    groups = ({} if digits is None else {"digits": digits}) | non_digits(n)
     rows, titles = [], []
-    for name, x in inputs.items():
+    for name, x in groups.items():
         with torch.no_grad():
             out = apply_in_batches(model, x)
-        mse = (out - x).square().flatten(1).mean(1)
-        rows += [x, out]
-        titles += [f"{name}", f"reconstruction\nMSE {mse.mean():.3f}"]
+        mse = (out - x.cpu()).square().flatten(1).mean(1)
+        rows += [x[:n].cpu(), out[:n]]
+        titles += [name, f"reconstruction\nMSE {mse.mean():.3g}" + (f"\n(all {len(x)})" if len(x) > n else "")]
     return show_images(rows, row_titles=titles, title="Inputs that are not digits, and what the autoencoder makes "
                                                       "of them")

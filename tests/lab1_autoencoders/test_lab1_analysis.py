@@ -399,4 +399,10 @@ def test_non_digits_are_images_in_range_and_each_probe_draws_a_figure():
     assert all(set(board.unique().tolist()) == {0.0, 1.0} for board in inputs["checkerboard"])
     model = _PixelCodes()
     assert len(probes.out_of_distribution(model).axes) >= 8 * 4
+    with_digits = probes.out_of_distribution(model, digits=torch.zeros(6, 1, 28, 28))
+    assert len(with_digits.axes) >= 10 * 4  # two more rows: the digits and their reconstructions
+    with torch.no_grad():
+        digit_mse = model(torch.zeros(6, 1, 28, 28)).square().mean().item()
+    labels = [ax.yaxis.label.get_text() for ax in with_digits.axes]
+    assert labels[0] == "digits" and f"reconstruction\nMSE {digit_mse:.3g}\n(all 6)" in labels
     assert isinstance(probes.random_codes(model, torch.rand(20, 1, 28, 28)), Figure)
