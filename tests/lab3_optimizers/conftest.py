@@ -3,6 +3,7 @@ drawn and encoded once per test run and decoded afresh for every answer, as the 
 them (drawing them is deterministic: tests/core/test_repository.py checks that on the real functions)."""
 from __future__ import annotations
 
+import lab3_reference
 import pytest
 
 from labs_utils import exercises
@@ -21,3 +22,10 @@ def _encoded_once(exercise: exercises.Exercise, seed: int) -> str | None:
 @pytest.fixture(autouse=True)
 def _inputs_drawn_once_per_seed(monkeypatch):
     monkeypatch.setattr(exercises, "encoded_inputs", _encoded_once)
+
+
+@pytest.fixture(autouse=True)
+def _each_answer_graded_once_per_test():
+    lab3_reference.GRADED.clear()
+    yield
+    lab3_reference.GRADED.clear()
