@@ -142,7 +142,7 @@ def plot_lr_sweep(lrs: Sequence[float], gaps: Sequence[float], diverging: Sequen
     finite = np.isfinite(gaps)
     top = gaps[finite].max() * 10 if finite.any() else 1.0
     shown = np.where(finite, np.maximum(gaps, 1e-300), top)
-    ax.plot(lrs[~diverging], shown[~diverging], marker="o", markersize=3, color=COLORS[0], label="converging")
+    ax.plot(lrs[~diverging], shown[~diverging], marker="o", markersize=3, color=COLORS[0], label="not diverging")
     if diverging.any():
         ax.plot(lrs[diverging], shown[diverging], marker="x", linestyle="none", color=COLORS[3],
                 label="diverging (blown-up runs at the top edge)")
