@@ -329,6 +329,7 @@ def test_kernel_exits_when_the_grader_dies():
     assert not status.exists() or "zombie" in status.read_text(), "the orphaned kernel kept running"
 
 
+@pytest.mark.slow  # starts fresh judge workers (spawned Pythons) and waits out a 2 s timeout
 def test_inputs_are_drawn_in_the_judge_worker_and_a_failure_there_is_the_graders():
     from labs_utils.instructor.grading import judging
 
