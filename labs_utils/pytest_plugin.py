@@ -4,14 +4,13 @@ Loaded before collection, so the kernels that nbval starts inherit these setting
 whether pytest runs the whole suite or a single notebook.
 """
 import os
-import sys
 
 os.environ.setdefault("LABS_FAST", "1")
 # No download attempts from tests: every run uses the bundled MNIST subset, online or not.
 os.environ.setdefault("LABS_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
-if "jsonschema" not in sys.modules:  # before nbval imports nbformat: jsonschema without its 1.5-second IRI parser
-    sys.modules.setdefault("rfc3987_syntax", None)  # (labs_utils/instructor/__init__.py says why)
+# Before nbval imports nbformat: the instructor tools' package makes jsonschema skip its IRI parser (it says why).
+import labs_utils.instructor  # noqa: E402,F401
 
 
 def pytest_configure(config):
