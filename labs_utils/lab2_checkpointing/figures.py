@@ -147,16 +147,16 @@ def plot_block_memory(block_bytes: Sequence[int], peaks: dict, batch_size: int) 
     names = [f"block {i + 1}" for i in range(len(block_bytes))]
     share = np.asarray(block_bytes) / sum(block_bytes)
     bars = left.bar(names, np.asarray(block_bytes) / MiB, color=COLORS[0])
-    left.bar_label(bars, labels=[f"{s:.0%}" for s in share], fontsize=9)
+    left.bar_label(bars, labels=[f"{s:.0%}" for s in share], fontsize=10)
     left.set_ylabel(f"MiB kept for backward\n(batch {batch_size})")
     left.set_title("Where the activations are")
     plain = peaks[next(iter(peaks))]
     bars = right.bar(list(peaks), np.asarray(list(peaks.values())) / MiB, color=COLORS[1:1 + len(peaks)])
     right.bar_label(bars, labels=[f"{p / plain - 1:+.0%}" if i else "" for i, p in enumerate(peaks.values())],
-                    fontsize=9)
+                    fontsize=10)
     right.set_ylabel(f"peak memory (MiB, batch {batch_size})")
     right.set_title("Checkpointing by block count")
-    right.tick_params(axis="x", labelsize=8)
+    right.tick_params(axis="x", labelsize=10)
     for ax in (left, right):
         ax.set_ylim(0, ax.get_ylim()[1] * 1.15)
     return fig
