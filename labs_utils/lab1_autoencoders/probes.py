@@ -42,7 +42,7 @@ def plot_sigmoid_inputs(runs: SeedRuns, bins: int = 60) -> Figure:
                 counts, _ = np.histogram(v.double().numpy(), bins=edges)
                 ax.stairs(counts / counts.sum(), edges, color=COLORS[i % len(COLORS)],
                           linestyle=LINESTYLES[i % len(LINESTYLES)], linewidth=1.6,
-                          label=f"seed {seed} (val. MSE {runs.mse[variant][seed]:.3f})")
+                          label=f"seed {seed}" + (f" (val. MSE {runs.mse[variant][seed]:.3f})" if column else ""))
             ax.set_xscale("symlog", linthresh=1.0)
             ax.set_xlim(-reach * 1.05, reach * 1.05)
             for side in (-1, 1):
@@ -50,7 +50,7 @@ def plot_sigmoid_inputs(runs: SeedRuns, bins: int = 60) -> Figure:
             ax.set_title(f"{variant}, at {moment}" if moment == "initialisation" else f"{variant}, {moment}")
             ax.set_xlabel("input of the last sigmoid (symmetric log scale)")
             ax.set_ylabel("share of pixels")
-        axes[row, 1].legend(fontsize=8, loc="upper right")
+            ax.legend(fontsize=8, loc="upper right")
     fig.suptitle(f"What enters the decoder's last sigmoid (grey: |input| > {FLAT:g})")
     return fig
 

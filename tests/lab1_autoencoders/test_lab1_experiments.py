@@ -222,7 +222,7 @@ def test_sigmoid_table_reports_mean_spread_and_share_beyond_the_threshold_per_ru
     table = runs.sigmoid_table()
     assert "| without BatchNorm | 1 | 0.1090 | 0 ± 0.14 | 0% | -78 ± 1.5e+02 | 50% |" in table
     assert "share with \\|input\\| > 5" in table
-    assert "slope" not in table and "flat" not in table  # the BatchNorm question (2) asks why a run cannot leave
+    assert "slope" not in table and "flat" not in table  # the BatchNorm question (1) asks why a run cannot leave
 
 
 def test_the_sigmoid_figure_has_a_panel_per_variant_and_moment():
@@ -234,3 +234,4 @@ def test_the_sigmoid_figure_has_a_panel_per_variant_and_moment():
     fig = probes.plot_sigmoid_inputs(runs)
     assert len(fig.axes) == 4 and [ax.get_title() for ax in fig.axes][:2] == [
         "with BatchNorm, at initialisation", "with BatchNorm, after training"]
+    assert all(ax.get_legend() is not None for ax in fig.axes)  # every panel says which line is which seed
