@@ -35,10 +35,18 @@ def lr_sweep(makers: Mapping[str, MakerOfLr], lrs: Sequence[float], seeds: Seque
 
 
 def good_range(lrs: Sequence[float], accuracies: np.ndarray, bar: float) -> tuple[float, float] | None:
-    """(lowest, highest) learning rate whose accuracy is ≥ ``bar`` (1-D accuracies), or None when none is."""
-    lrs = np.asarray(lrs, dtype=float)
-    good = lrs[np.asarray(accuracies) >= bar]
-    return (float(good.min()), float(good.max())) if good.size else None
+    """(lowest, highest) learning rate of the widest unbroken run of ascending ``lrs`` whose accuracy is ≥ ``bar``
+    (1-D accuracies; a good lr cut off from it by a bad one does not count), or None when none is good."""
+    lrs, good = np.asarray(lrs, dtype=float), np.asarray(accuracies) >= bar
+    best, start = None, None
+    for i in range(len(lrs) + 1):
+        if i < len(lrs) and good[i]:
+            start = i if start is None else start
+        elif start is not None:
+            if best is None or lrs[i - 1] / lrs[start] > best[1] / best[0]:
+                best = (float(lrs[start]), float(lrs[i - 1]))
+            start = None
+    return best
 
 
 def width(found: tuple[float, float] | None) -> float:

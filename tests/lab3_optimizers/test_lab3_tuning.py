@@ -17,6 +17,9 @@ def test_good_range_is_read_on_an_absolute_bar_and_per_seed():
     accs = {"a": np.array([[70, 86, 90, 10], [85, 88, 91, 12]]), "b": np.array([[50, 60, 86, 20], [50, 60, 87, 30]])}
     assert tuning.good_range(lrs, accs["a"].min(axis=0), 85) == (1e-2, 1e-1)
     assert tuning.good_range(lrs, accs["b"].min(axis=0), 95) is None
+    # a good lr cut off by a bad one does not widen the range: the widest unbroken run counts
+    assert tuning.good_range(lrs, np.array([90, 50, 90, 90]), 85) == (1e-1, 1.0)
+    assert tuning.good_range(lrs, np.array([90, 90, 50, 90]), 85) == (1e-3, 1e-2)
     assert tuning.width((1e-2, 1e-1)) == pytest.approx(10) and tuning.width(None) == 0
     table = tuning.format_good_ranges(lrs, accs, bars=(85,)).splitlines()
     assert "0.01 to 0.1" in table[1] and "10x–100x" in table[1]  # seed 0 good from 1e-2, seed 1 from 1e-3
