@@ -131,11 +131,13 @@ def plot_budget(results: dict) -> Figure:
         ax.plot(batches, peaks, "o", color=color, markersize=4, label=f"{name}: largest batch {result.batch_size}")
         ax.plot([result.batch_size], [result.peaks[result.batch_size] / MiB], "*", color=color, markersize=13)
     ax.axhline(budget / MiB, color="0.2", linestyle="--", linewidth=1, label=f"budget {budget / MiB:.0f} MiB")
+    ax.plot([], [], color="0.4", linewidth=1.2, alpha=0.7, label="straight-line fit to the dots")  # legend only
+    ax.plot([], [], "*", color="0.4", markersize=11, label="largest batch under the budget")
     ax.set_xlabel("batch size")
     ax.set_ylabel("measured peak memory (MiB)\nparameters included")
     ax.set_title("Largest batch under the same memory budget")
     ax.set_ylim(0, budget / MiB * 1.3)
-    ax.legend(loc="lower right")
+    ax.legend(loc="lower right", fontsize=9)
     return fig
 
 
