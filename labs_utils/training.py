@@ -162,7 +162,20 @@ def fit(
     finally:
         bar.close()
         history.seconds = time.perf_counter() - start
+        if progress and _is_widget(bar):  # a saved notebook keeps only the widget's first text, "0%"
+            print(bar)  # so its last state is printed as text too: how many steps, the last losses
     return history
+
+
+def _is_widget(bar: Any) -> bool:
+    """Whether ``bar`` is tqdm's notebook widget (what ``tqdm.auto`` gives in a Jupyter kernel). A notebook saves
+    the widget with the text it had when it appeared, so a viewer shows every training at 0%; a console bar
+    writes its last state to stderr by itself."""
+    try:
+        from tqdm.notebook import tqdm as notebook_tqdm
+    except ImportError:  # pragma: no cover - a tqdm without its notebook module
+        return False
+    return isinstance(bar, notebook_tqdm)
 
 
 def count_parameters(model: nn.Module) -> int:

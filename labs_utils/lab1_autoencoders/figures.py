@@ -201,8 +201,11 @@ def latent_explorer(decoder: nn.Module, codes: torch.Tensor, labels: torch.Tenso
 
     @styled
     def draw(z1: float, z2: float) -> Figure:
-        fig, axes = new_figure(1, 2, size=(8.4, 3.9))
+        fig, axes = new_figure(1, 2, size=(9.2, 3.9))
         _draw_codes(axes[0, 0], codes, labels, size=5.0, alpha=0.4)
+        legend = axes[0, 0].legend(loc="center left", bbox_to_anchor=(1.0, 0.5), title="digit", markerscale=3.0)
+        for handle in legend.legend_handles:
+            handle.set_alpha(1.0)
         axes[0, 0].plot([z1], [z2], marker="X", markersize=14, color="black", markeredgecolor="white")
         axes[0, 0].set_title("the digits' codes and the chosen point")
         image = apply_in_batches(decoder, torch.tensor([[z1, z2]], dtype=torch.float32))[0, 0]

@@ -30,6 +30,32 @@ def test_fit_lowers_the_loss_and_records_every_epoch():
     assert history.seconds > 0
 
 
+def fit_with_bar(bar_class, monkeypatch, capsys, progress=True):
+    monkeypatch.setattr(training, "tqdm", bar_class)
+    torch.manual_seed(0)
+    model = nn.Linear(4, 1)
+    train, val = regression_loaders()
+    training.fit(model, train, nn.MSELoss(), torch.optim.SGD(model.parameters(), lr=0.05), epochs=2,
+                 val_loader=val, progress=progress, desc="linear")
+    return capsys.readouterr().out.strip().splitlines()
+
+
+def test_a_notebook_bar_leaves_its_last_state_as_text(monkeypatch, capsys):
+    """A saved notebook shows a tqdm widget as the text it had when it appeared (0%): fit prints how it ended."""
+    pytest.importorskip("ipywidgets")
+    from tqdm.notebook import tqdm as notebook_tqdm
+
+    last = fit_with_bar(notebook_tqdm, monkeypatch, capsys)[-1]
+    assert last.startswith("linear: 100%") and "16/16" in last and "epoch=2/2" in last and "val_loss=" in last
+    assert fit_with_bar(notebook_tqdm, monkeypatch, capsys, progress=False) == []
+
+
+def test_a_console_bar_prints_nothing_more(monkeypatch, capsys):
+    from tqdm import tqdm as console_tqdm
+
+    assert fit_with_bar(console_tqdm, monkeypatch, capsys) == []  # its last state is already on stderr
+
+
 def test_fit_is_deterministic_for_a_fixed_seed():
     _, first = train_linear(seed=3)
     _, second = train_linear(seed=3)
