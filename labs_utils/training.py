@@ -162,9 +162,17 @@ def fit(
     finally:
         bar.close()
         history.seconds = time.perf_counter() - start
-        if progress and _is_widget(bar):  # a saved notebook keeps only the widget's first text, "0%"
-            print(bar)  # so its last state is printed as text too: how many steps, the last losses
+        if progress:
+            leave_text(bar)  # how many steps, the last losses
     return history
+
+
+def leave_text(bar: Any) -> None:
+    """After a progress bar closed: print a notebook widget's last state as text. A notebook saves the widget with
+    the text it had when it appeared ("0%"), so a saved notebook would show every run stalled; a console bar has
+    written its last state to stderr itself, and prints nothing more."""
+    if _is_widget(bar):
+        print(bar)
 
 
 def _is_widget(bar: Any) -> bool:

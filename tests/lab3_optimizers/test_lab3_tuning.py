@@ -71,3 +71,18 @@ def test_minibatch_gradient_noise_shrinks_like_one_over_root_batch():
     ratio = found[4] / found[64]
     assert 2.5 < ratio < 6.0  # √16 = 4, within the sampling error of 12 draws
     assert all(math.isfinite(v) and v > 0 for v in found.values())
+
+
+def test_the_sweeps_leave_their_last_state_as_text_in_a_notebook(monkeypatch, capsys):
+    """A saved notebook shows a tqdm widget as its first text ("0%"): each sweep prints how it ended."""
+    pytest.importorskip("ipywidgets")
+    from tqdm.notebook import tqdm as notebook_tqdm
+
+    monkeypatch.setattr(tuning, "tqdm", notebook_tqdm)
+    monkeypatch.setattr(tuning, "train_classifier", lambda make, **kwargs: type("Run", (), {"eval_accuracy": 0.5}))
+    found = tuning.lr_sweep({"a": lambda lr: None}, [0.1, 1.0], [0, 1], epochs=1, digits=10)
+    assert found["a"].shape == (2, 2) and (found["a"] == 50).all()
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("4 training runs of 1 epochs: 100%")
+    tuning.grid_sweep(lambda lr, decay: None, [0.1], [0.0, 0.1, 1.0], epochs=1, digits=10, desc="grid")
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("grid: 100%") and "3/3" in last
