@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -165,6 +165,17 @@ def fit(
         if progress:
             leave_text(bar)  # how many steps, the last losses
     return history
+
+
+def progress(items: Iterable, desc: str) -> Iterator:
+    """``for item in progress(items, "what"):`` -- a progress bar over ``items`` that, in a notebook, leaves its
+    last state as text when the loop ends (:func:`leave_text`)."""
+    bar = tqdm(items, desc=desc)
+    try:
+        yield from bar
+    finally:
+        bar.close()
+        leave_text(bar)
 
 
 def leave_text(bar: Any) -> None:

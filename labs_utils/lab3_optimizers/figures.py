@@ -59,9 +59,14 @@ def _until_it_leaves(path: np.ndarray, ax: Axes) -> np.ndarray:
 
 
 
+# The runs' colours: the palette with its two oranges apart (the 2nd and 5th run of a comparison), so that runs
+# drawn near each other never get the two oranges.
+RUN_COLORS = (COLORS[0], COLORS[1], COLORS[2], COLORS[4], COLORS[3], *COLORS[5:])
+
+
 def _style(i: int) -> dict:
     """Colour and line style of the i-th run: styles differ too, so overlapping paths stay visible."""
-    return {"color": COLORS[i % len(COLORS)], "linestyle": LINESTYLES[i % len(LINESTYLES)]}
+    return {"color": RUN_COLORS[i % len(RUN_COLORS)], "linestyle": LINESTYLES[i % len(LINESTYLES)]}
 
 
 
@@ -75,7 +80,7 @@ def draw_trajectories(ax: Axes, runs: Mapping[str, Run], *, max_markers: int = 1
         ax.plot(path[:, 0], path[:, 1], linewidth=1.4, marker="o" if len(path) <= max_markers else None,
                 markersize=2.5, label=f"{label} ({run.status})", **_style(i))
         if len(path) < len(run.trajectory) or run.diverged:
-            ax.plot(*path[-1], marker="x", markersize=9, color=COLORS[i % len(COLORS)], linestyle="none")
+            ax.plot(*path[-1], marker="x", markersize=9, color=_style(i)["color"], linestyle="none")
     if runs:
         start = next(iter(runs.values())).trajectory[0]
         ax.plot(*start, marker="s", markersize=6, color="black", linestyle="none", label="start", zorder=5)
@@ -107,7 +112,7 @@ def plot_losses(runs: Mapping[str, Run], *, title: str = "loss gap f(θ) − f* 
         gaps = np.maximum(run.gaps, ylim_low)
         ax.plot(np.arange(len(gaps)), gaps, label=label, **_style(i))
         if run.diverged:
-            ax.plot(len(gaps) - 1, gaps[-1], marker="x", markersize=9, color=COLORS[i % len(COLORS)])
+            ax.plot(len(gaps) - 1, gaps[-1], marker="x", markersize=9, color=_style(i)["color"])
     ax.set_yscale("log")
     ax.set_ylim(bottom=ylim_low)
     ax.set_xlabel("step")

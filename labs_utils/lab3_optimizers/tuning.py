@@ -15,10 +15,9 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ..data import load_mnist
-from ..training import leave_text
+from ..training import progress
 from .mnist import MakeOptimizer, TrainingRun, split_training_digits, train_classifier
 
 MakerOfLr = Callable[[float], MakeOptimizer]
@@ -29,12 +28,9 @@ def lr_sweep(makers: Mapping[str, MakerOfLr], lrs: Sequence[float], seeds: Seque
     """name -> validation accuracy in % of shape (len(seeds), len(lrs)); ``makers[name](lr)`` is a make_optimizer."""
     jobs = [(name, s, i) for name in makers for s in range(len(seeds)) for i in range(len(lrs))]
     found = {name: np.zeros((len(seeds), len(lrs))) for name in makers}
-    bar = tqdm(jobs, desc=f"{len(jobs)} training runs of {epochs} epochs")
-    for name, s, i in bar:
+    for name, s, i in progress(jobs, f"{len(jobs)} training runs of {epochs} epochs"):
         run = train_classifier(makers[name](float(lrs[i])), epochs=epochs, digits=digits, seed=seeds[s], device=device)
         found[name][s, i] = 100 * run.eval_accuracy
-    bar.close()
-    leave_text(bar)
     return found
 
 
@@ -81,12 +77,9 @@ def grid_sweep(make: Callable[[float, float], MakeOptimizer], lrs: Sequence[floa
                desc: str = "grid") -> np.ndarray:
     """Validation accuracy in % of shape (len(decays), len(lrs)); ``make(lr, weight_decay)`` is a make_optimizer."""
     found = np.zeros((len(decays), len(lrs)))
-    bar = tqdm([(d, i) for d in enumerate(decays) for i in enumerate(lrs)], desc=desc)
-    for (d, decay), (i, lr) in bar:
+    for (d, decay), (i, lr) in progress([(d, i) for d in enumerate(decays) for i in enumerate(lrs)], desc):
         found[d, i] = 100 * train_classifier(make(float(lr), float(decay)), epochs=epochs, digits=digits, seed=seed,
                                              device=device).eval_accuracy
-    bar.close()
-    leave_text(bar)
     return found
 
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from labs_utils import lab3_optimizers as lab3
+from labs_utils import training
 from labs_utils.lab3_optimizers import tuning
 
 
@@ -78,7 +79,7 @@ def test_the_sweeps_leave_their_last_state_as_text_in_a_notebook(monkeypatch, ca
     pytest.importorskip("ipywidgets")
     from tqdm.notebook import tqdm as notebook_tqdm
 
-    monkeypatch.setattr(tuning, "tqdm", notebook_tqdm)
+    monkeypatch.setattr(training, "tqdm", notebook_tqdm)
     monkeypatch.setattr(tuning, "train_classifier", lambda make, **kwargs: type("Run", (), {"eval_accuracy": 0.5}))
     found = tuning.lr_sweep({"a": lambda lr: None}, [0.1, 1.0], [0, 1], epochs=1, digits=10)
     assert found["a"].shape == (2, 2) and (found["a"] == 50).all()
