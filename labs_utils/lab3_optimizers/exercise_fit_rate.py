@@ -7,12 +7,14 @@ rate each was built from. A curve is
 multiplicative noise. Each part has two curves of different lengths and disjoint rates, so no fixed tail start
 (``gaps[150:]``) and no constant passes a part:
 
-- "geometric decay": one mode, 50-90 steps and 800-1,500 steps;
-- "a long transient": plus a faster mode ``B·(r³)^(2t)`` that dominates the first 20-30 % of the run;
-- "early underflow": fast runs whose gaps reach exactly 0 (float underflow) within the first 25-40 % of the
-  steps, so a tail sliced before the zeros are dropped is all zeros;
-- "noisy gaps": 15 % and 30 % noise, where only a fit over many steps is within the tolerance.
+- "geometric decay": one mode, a short run and a long one;
+- "a long transient": plus a faster mode ``B·(r³)^(2t)`` that dominates the start of the run;
+- "early underflow": fast runs whose gaps reach exactly 0 (float underflow) well before the end, so a tail
+  sliced before the zeros are dropped is all zeros;
+- "noisy gaps": multiplicative noise large enough that only a fit over many steps is within the tolerance.
 
+(The exact lengths, rates and noise levels are in ``CURVES`` below; the exercise asks for a method that
+works on any such curve, not for one tuned to these.)
 A rate passes when ``ln r`` is within 3 % of the true ``ln r``; the tests check that a careful fit passes every
 curve with room to spare.
 """
