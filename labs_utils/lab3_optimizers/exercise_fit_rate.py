@@ -15,6 +15,7 @@ multiplicative noise. Each part has two curves of different lengths and disjoint
 
 (The exact lengths, rates and noise levels are in ``CURVES`` below; the exercise asks for a method that
 works on any such curve, not for one tuned to these.)
+
 A rate passes when ``ln r`` is within 3 % of the true ``ln r``; the tests check that a careful fit passes every
 curve with room to spare.
 """
