@@ -187,9 +187,7 @@ def leave_text(bar: Any) -> None:
 
 
 def _is_widget(bar: Any) -> bool:
-    """Whether ``bar`` is tqdm's notebook widget (what ``tqdm.auto`` gives in a Jupyter kernel). A notebook saves
-    the widget with the text it had when it appeared, so a viewer shows every training at 0%; a console bar
-    writes its last state to stderr by itself."""
+    """Whether ``bar`` is tqdm's notebook widget (what ``tqdm.auto`` gives in a Jupyter kernel)."""
     try:
         from tqdm.notebook import tqdm as notebook_tqdm
     except ImportError:  # pragma: no cover - a tqdm without its notebook module
