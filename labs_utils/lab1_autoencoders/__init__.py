@@ -39,7 +39,7 @@ _EXPORTS = {
     "DIGIT_COLORS": "figures",
     "plot_interpolations": "figures",
     "plot_codes": "figures",
-    "plot_train_test": "figures",
+    "plot_train_val": "figures",
     "plot_mse_vs_code_size": "figures",
     "plot_latent_grid": "figures",
     "latent_explorer": "figures",

@@ -31,8 +31,8 @@ def _draw_codes(ax, codes: torch.Tensor, labels: torch.Tensor, size: float = 10.
                    marker=DIGIT_MARKERS[digit], label=str(digit), linewidths=0)
         if len(chosen):
             centres[digit] = chosen.median(dim=0).values.tolist()
-    # Zoom on the bulk of the codes: a few far outliers would squeeze everything else into a corner.
-    (x_low, x_high), (y_low, y_high) = _code_ranges(codes, 0.005)
+    # Zoom on the 1st-99th percentile of the codes: a few far outliers would squeeze the rest into a corner.
+    (x_low, x_high), (y_low, y_high) = _code_ranges(codes, 0.01)
     margin_x, margin_y = 0.05 * (x_high - x_low), 0.05 * (y_high - y_low)
     ax.set_xlim(x_low - margin_x, x_high + margin_x)
     ax.set_ylim(y_low - margin_y, y_high + margin_y)
@@ -97,8 +97,8 @@ def plot_codes(panels: Mapping[str, torch.Tensor], labels: torch.Tensor) -> Figu
 
 
 @styled
-def plot_train_test(histories: Mapping[str, History], title: str, ylabel: str = "MSE per pixel") -> Figure:
-    """Training loss (left) and held-out loss (right, fit's val_loss) per epoch, one colour per model, log scale."""
+def plot_train_val(histories: Mapping[str, History], title: str, ylabel: str = "MSE per pixel") -> Figure:
+    """Training loss (left) and validation loss (right, fit's val_loss) per epoch, one colour per model, log scale."""
     fig, axes = new_figure(1, 2, size=(9.0, 3.6))
     for column, (part, attribute) in enumerate((("training", "train_loss"), ("validation", "val_loss"))):
         ax = axes[0, column]

@@ -281,9 +281,9 @@ def test_plot_mse_vs_code_size_draws_pca_and_each_model():
     assert [line.get_label() for line in fig.axes[0].get_lines()] == ["PCA", "AE", "conv"]
 
 
-def test_plot_train_test_draws_both_losses_per_model():
+def test_plot_train_val_draws_both_losses_per_model():
     history = History(train_loss=[0.3, 0.2], val_loss=[0.35, 0.25])
-    fig = ae.plot_train_test({"one": history, "two": history}, title="t")
+    fig = ae.plot_train_val({"one": history, "two": history}, title="t")
     assert [ax.get_title() for ax in fig.axes] == ["training loss", "validation loss"]
     assert all(len(ax.get_lines()) == 2 for ax in fig.axes)
 
