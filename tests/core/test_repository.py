@@ -65,6 +65,18 @@ def test_summary_scores_what_the_namespace_defines(capsys):
     assert f"Total: 0/{sum(e.points for e in GRADING):g}." in out
 
 
+def test_in_the_graders_kernel_summary_leaves_the_checks_to_the_grader(monkeypatch, capsys):
+    from labs_utils import exercises
+
+    def no_checks(*args):
+        raise AssertionError("summary ran the checks in the grader's kernel")
+
+    monkeypatch.setattr(exercises, "discover_labs", no_checks)
+    monkeypatch.setenv("LABS_GRADING", "1")
+    assert exercises.summary(1, {}) == 0.0
+    assert "The grader checks every exercise itself" in capsys.readouterr().out
+
+
 def test_students_see_no_grading_tools():
     visible = dir(labs_utils)
     assert "lab1_autoencoders" in visible and "checks" in visible

@@ -28,10 +28,12 @@ MIME = "application/vnd.labs-utils.grade+json"
 
 def gated(body: str) -> str:
     """A cell whose exercises answer correctly only if the attack worked: ``body`` (a function body returning
-    whether it did) runs in the kernel and, once, wherever the exercise's code is checked (the probe process)."""
+    whether it did) runs in the kernel and, once, wherever the exercise's code is checked (the probe process).
+    ``patience``: how long an attack that waits for something (a classmate's kernel) keeps looking; in the kernel
+    15 s, longer than the rest of its batch takes on a quiet machine (about 9 s), so it looks while they run."""
     return (f"def _attack(patience=5):\n{textwrap.indent(body.strip(), '    ')}\n\n\n_worked = []\n\n\n"
             "def _answers_allowed():\n    if not _worked:\n        _worked.append(bool(_attack()))\n"
-            "    return _worked[0]\n\n\n_attack(patience=40)\n\n\n"
+            "    return _worked[0]\n\n\n_attack(patience=15)\n\n\n"
             "def double(x):\n    if _answers_allowed():\n        return 2 * x\n    raise NotImplementedError()\n\n\n"
             "def greet(name):\n    if _answers_allowed():\n        return f'Hello, {name}!'\n"
             "    raise NotImplementedError()\n")

@@ -17,7 +17,7 @@ from labs_utils.exercises import Exercise, Part
 from labs_utils.instructor.grading import cgroups
 from labs_utils.instructor.grading.batch import collect
 from labs_utils.instructor.grading.cli import Maxima, review_rows
-from labs_utils.instructor.grading.kernel import death
+from labs_utils.instructor.grading.kernel import Options, death, kernel_environment
 from labs_utils.instructor.grading.labs import detect_lab
 from labs_utils.instructor.grading.manual import ManualPoint, ManualPointsError, read_manual, review_key
 from labs_utils.instructor.grading.reports import feedback, feedback_html, feedback_markdown, write_reports
@@ -66,6 +66,13 @@ def test_detect_lab_prefers_the_code_then_the_file_name():
     assert detect_lab([], "Lab 1 - alice.ipynb", labs, None) == (1, [])
     assert detect_lab([], "alice.ipynb", labs, None) == (None, [])
     assert detect_lab(cells, "x.ipynb", labs, 1)[0] == 1
+
+
+def test_the_kernel_is_told_it_is_the_graders_and_gets_nothing_else_of_the_graders_environment(monkeypatch):
+    monkeypatch.setenv("LABS_GRADER_SECRET_TOKEN", "s3cret")
+    env = kernel_environment(Options(fast=True), "/home/student", "/tmp/k", ["/lib"], None)
+    assert env["LABS_GRADING"] == "1" and env["LABS_FAST"] == "1"  # summary() then leaves the checks to the grader
+    assert "LABS_GRADER_SECRET_TOKEN" not in env and env["PYTHONPATH"] == "/lib"
 
 
 def test_collect_names_students_by_relative_path(tmp_path):
