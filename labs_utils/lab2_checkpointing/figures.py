@@ -49,10 +49,10 @@ def plot_memory_timeline(report: MemoryReport, *, segments: Sequence[tuple] | No
     ax.step(steps, activations, where="post", color="black", linewidth=0.8)
     if report.grad_bytes:
         ax.fill_between(steps, activations, total, step="post", color="0.6", alpha=0.45, linewidth=0,
-                        label="parameter gradients")
+                        label="parameter gradients (on top)")
     if predicted_peak is not None:
         ax.axhline(predicted_peak / MiB, color=COLORS[3], linestyle="--", linewidth=1.2,
-                   label=f"model: peak activations {predicted_peak / MiB:.1f} MiB")
+                   label=f"model: peak of the activations alone, {predicted_peak / MiB:.1f} MiB")
     for index, label in report.marks:
         ax.axvline(index + 0.5, color="0.3", linestyle=":", linewidth=1)
         ax.annotate(f" {label}", (index + 0.5, 0.98), xycoords=("data", "axes fraction"),
@@ -79,7 +79,7 @@ def plot_memory_timeline(report: MemoryReport, *, segments: Sequence[tuple] | No
     ax.set_ylim(0, top * 1.45)
     ax.set_xlim(0, len(steps))
     ax.set_xlabel("events in order (tensor operations and releases)")
-    ax.set_ylabel("MiB allocated in the step\n(parameters not shown)")
+    ax.set_ylabel("MiB allocated in the step\n(weights not shown)")
     ax.set_title(title or f"Memory timeline ({report.device}): peak activations "
                           f"{report.peak_activation_bytes / MiB:.1f} MiB")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, fontsize=8)
@@ -93,7 +93,7 @@ def plot_segment_sweep(result: SweepResult) -> Figure:
     memory_ax, time_ax = axes[0]
     sizes = np.asarray(result.sizes)
     memory_ax.plot(sizes, np.asarray(result.predicted_peaks) / MiB, color=COLORS[0], linewidth=2, alpha=0.6,
-                   label="model: ceil(n/k) + k + 3 activations")
+                   label="memory model of section 4")
     memory_ax.plot(sizes, np.asarray(result.peaks) / MiB, "o", color=COLORS[3], label="measured")
     memory_ax.axhline(result.plain_peak / MiB, color="0.3", linestyle="--", linewidth=1, label="plain backprop")
     lowest = min(result.peaks)
@@ -122,17 +122,20 @@ def plot_budget(results: dict) -> Figure:
     """Measured peak memory against batch size for each variant, the budget, and the largest batches."""
     fig, ax = figure_and_axis(size=(6.5, 3.8))
     budget = next(iter(results.values())).budget_bytes
-    for color, (name, result) in zip(COLORS, results.items()):
+    markers = "osD^v"  # one shape per variant; drawn over the stars, with dark edges, so that none hides
+    for color, marker, (name, result) in zip(COLORS, markers, results.items()):
         batches = np.asarray(list(result.peaks))
         peaks = np.asarray(list(result.peaks.values())) / MiB
         slope, intercept = np.polyfit(batches, peaks, 1)
         xs = np.array([0, max(r.batch_size for r in results.values()) * 1.2])
         ax.plot(xs, intercept + slope * xs, color=color, linewidth=1.2, alpha=0.7)
-        ax.plot(batches, peaks, "o", color=color, markersize=4, label=f"{name}: largest batch {result.batch_size}")
-        ax.plot([result.batch_size], [result.peaks[result.batch_size] / MiB], "*", color=color, markersize=13)
+        ax.plot([result.batch_size], [result.peaks[result.batch_size] / MiB], "*", color=color, markersize=18,
+                alpha=0.45, zorder=3)
+        ax.plot(batches, peaks, marker, color=color, markersize=5, markeredgecolor="0.15", markeredgewidth=0.7,
+                linestyle="none", zorder=4, label=f"{name}: largest batch {result.batch_size}")
     ax.axhline(budget / MiB, color="0.2", linestyle="--", linewidth=1, label=f"budget {budget / MiB:.0f} MiB")
     ax.plot([], [], color="0.4", linewidth=1.2, alpha=0.7, label="straight-line fit to the dots")  # legend only
-    ax.plot([], [], "*", color="0.4", markersize=11, label="largest batch under the budget")
+    ax.plot([], [], "*", color="0.4", markersize=13, alpha=0.45, label="largest batch under the budget")
     ax.set_xlabel("batch size")
     ax.set_ylabel("measured peak memory (MiB)\nparameters included")
     ax.set_title("Largest batch under the same memory budget")
