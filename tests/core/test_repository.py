@@ -29,28 +29,48 @@ def test_import_labs_utils_is_light():
     assert out.strip() == "[]"
 
 
-def _modules_after(statement: str) -> set[str]:
-    code = f"import sys\n{statement}\nprint(' '.join(sorted(sys.modules)))"
-    return set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split())
+CHECK_OF_WING = {"lab1_autoencoders": "check_noise", "lab2_checkpointing": "check_checkpointing",
+                 "lab3_optimizers": "check_optimizer"}
+SUMMARY_CELL = "from labs_utils.exercises import summary; summary(1, {})"
+# One fresh Python imports torch (what every statement below imports first, and seconds of CPU), then forks a child
+# per statement: each child runs its statement and reports the modules it then holds.
+_FORKS = """
+import contextlib, io, json, os, sys
+import torch
+assert not any(m == "labs_utils" or m.startswith(("labs_utils.", "matplotlib")) for m in sys.modules)
+for statement in json.loads(sys.argv[1]):
+    pid = os.fork()
+    if pid == 0:
+        with contextlib.redirect_stdout(io.StringIO()):
+            exec(statement, {})
+        print(json.dumps(sorted(sys.modules)), flush=True)
+        os._exit(0)
+    if os.waitpid(pid, 0)[1] != 0:
+        sys.exit(f"{statement!r} failed")
+"""
+
+
+@pytest.fixture(scope="module")
+def modules_after() -> dict[str, set[str]]:
+    """statement -> the modules a fresh Python holds after it (for the import statements of the tests below)."""
+    statements = [f"from labs_utils.checks import {check}" for check in CHECK_OF_WING.values()] + [SUMMARY_CELL]
+    out = subprocess.run([sys.executable, "-c", _FORKS, json.dumps(statements)], capture_output=True, text=True,
+                         check=True).stdout
+    return {statement: set(json.loads(line)) for statement, line in zip(statements, out.splitlines(), strict=True)}
 
 
 @pytest.mark.slow  # starts a fresh Python that imports torch
-@pytest.mark.parametrize(("check", "own_wing"), [
-    ("check_noise", "lab1_autoencoders"),
-    ("check_checkpointing", "lab2_checkpointing"),
-    ("check_optimizer", "lab3_optimizers"),
-])
-def test_importing_one_labs_check_loads_no_other_lab(check, own_wing):
-    loaded = _modules_after(f"from labs_utils.checks import {check}")
+@pytest.mark.parametrize("own_wing", CHECK_OF_WING)
+def test_importing_one_labs_check_loads_no_other_lab(modules_after, own_wing):
+    loaded = modules_after[f"from labs_utils.checks import {CHECK_OF_WING[own_wing]}"]
     wings = {m.split(".")[1] for m in loaded if re.fullmatch(r"labs_utils\.lab\d+_\w+(\..*)?", m)}
     assert wings == {own_wing}
     assert "matplotlib" not in loaded, "a check should not pull in the figures"
 
 
 @pytest.mark.slow  # starts a fresh Python that imports torch
-def test_a_labs_summary_cell_loads_no_other_lab():
-    statement = "from labs_utils.exercises import summary; summary(1, {})"
-    loaded = _modules_after(statement)
+def test_a_labs_summary_cell_loads_no_other_lab(modules_after):
+    loaded = modules_after[SUMMARY_CELL]
     wings = {m.split(".")[1] for m in loaded if re.fullmatch(r"labs_utils\.lab\d+_\w+(\..*)?", m)}
     assert wings == {"lab1_autoencoders"}
 
