@@ -21,8 +21,9 @@ ROOT = Path(labs_utils.__file__).resolve().parents[1]
 # a busy 2-core CI machine is several times slower, so the budget leaves room for that.
 TIMEOUT = 90
 # The thing under test in the notebooks that hang on purpose (an endless cell, a loop that ignores SIGINT, a check
-# that never returns); two of them burn a core until it expires. Their other cells and probes are one-line toy-lab-1
-# functions that import no torch (0.1 s on a quiet machine: the timeout leaves room for a machine 20 times slower).
+# that never returns). The grader's timeouts are wall-clock, so their loops sleep: waiting costs no CPU, and a busy
+# loop is interrupted and stopped the same way. Their other cells and probes are one-line toy-lab-1 functions that
+# import no torch (0.1 s on a quiet machine: the timeout leaves room for a machine 20 times slower).
 HANG_TIMEOUT = 6
 KERNEL_PATH = os.pathsep.join([str(ROOT), str(gf.FIXTURES_DIR)])  # the kernel imports this checkout and the toy labs
 OPTIONS = Options(timeout=TIMEOUT, labs=gf.toy_labs(), memory_limit=2**30, env=(("PYTHONPATH", KERNEL_PATH),))

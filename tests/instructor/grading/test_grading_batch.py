@@ -44,7 +44,8 @@ def _crafted() -> dict:
     at = gf.code_index(markdown, "def double")
     markdown.cells[at] = new_markdown_cell(markdown.cells[at].source)
     check_loop = copy.deepcopy(solution)
-    check_loop.cells[gf.code_index(check_loop, "def double")].source = "def double(x):\n    while True:\n        pass"
+    check_loop.cells[gf.code_index(check_loop, "def double")].source = (
+        "def double(x):\n    import time\n    while True:\n        time.sleep(0.01)")
     check_crash = copy.deepcopy(solution)
     check_crash.cells[gf.code_index(check_crash, "def double")].source = (
         "def double(x):\n    import os\n    os._exit(1)")
@@ -73,7 +74,8 @@ def _crafted() -> dict:
         "raises_lab1.ipynb": _solution_with("def double", "raise ValueError('oops')", before=True),
         "pip_lab1.ipynb": _solution_with("def double", "!pip install not-a-package\n%pip install torch==1.0",
                                          before=True),
-        "loop_lab1.ipynb": _solution_with("def double", "while True:\n    pass", before=True),
+        "loop_lab1.ipynb": _solution_with("def double", "while True:\n    import time\n    time.sleep(0.01)",
+                                          before=True),
         "stuck_lab1.ipynb": _solution_with("def double", (
             "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    time.sleep(0.05)"),
             before=True),
