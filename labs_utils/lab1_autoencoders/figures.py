@@ -120,7 +120,7 @@ def plot_train_val(histories: Mapping[str, History], title: str, ylabel: str = "
 
 @styled
 def plot_mse_vs_code_size(pca: PCA, images: Images, models: Mapping[str, Mapping[int, float]]) -> Figure:
-    """Test MSE of PCA for every number of components (line) and of autoencoders (markers)."""
+    """Validation MSE of PCA (on `images`) for every number of components (line) and of autoencoders (markers)."""
     ks = list(range(1, len(pca.components) + 1))
     fig, ax = figure_and_axis(size=(6.0, 3.8))
     ax.plot(ks, [pca.reconstruction_mse(images, k) for k in ks], color=COLORS[7], label="PCA")
@@ -131,7 +131,7 @@ def plot_mse_vs_code_size(pca: PCA, images: Images, models: Mapping[str, Mapping
                 color=COLORS[i % 6], label=name, markersize=7)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("code size (numbers per image)")
-    ax.set_ylabel("test MSE per pixel")
+    ax.set_ylabel("validation MSE per pixel")
     ax.set_title("Reconstruction error vs code size")
     ax.legend()
     return fig
@@ -172,14 +172,14 @@ def plot_latent_grid(decoder: nn.Module, codes: torch.Tensor, n: int = 15) -> Fi
 
 def plot_interpolations(interpolate, models: Mapping[str, nn.Module], images: Images, labels: torch.Tensor,
                         pairs: Sequence[tuple[int, int]] = ((4, 9), (1, 7)), steps: int = 8) -> Figure:
-    """For each pair of digit classes (the first test image of each): the pixels faded from x_a to x_b, then
+    """For each pair of digit classes (the first image of each in `images`): the pixels faded from x_a to x_b, then
     each model's path ``interpolate(model, x_a, x_b, steps)`` (the student's function), one row each."""
     rows, row_titles = [], []
     t = torch.linspace(0, 1, steps)
     for a, b in pairs:
         found = [torch.nonzero(labels == digit).flatten() for digit in (a, b)]
         if any(len(f) == 0 for f in found):
-            raise ValueError(f"no test image of digit {a if len(found[0]) == 0 else b}: choose other pairs")
+            raise ValueError(f"no image of digit {a if len(found[0]) == 0 else b}: choose other pairs")
         x_a, x_b = images[found[0][0]], images[found[1][0]]
         rows.append(torch.stack([torch.lerp(x_a, x_b, float(w)) for w in t]))  # a cross-fade of the pixels
         row_titles.append(f"{a} to {b}: pixels")
