@@ -145,8 +145,8 @@ _BASES = [(math.log(10), "your rate's logarithm is ln 10 ≈ 2.3 times the true 
 def _hint(spec: Curve, mine: float, true: float, steps: int, transient: int, zeros_from: int) -> str:
     if spec.part == EARLY_ZEROS and not (math.isfinite(mine) and 0 < mine < 1):
         return (f"On this curve the gaps are exactly 0 (float underflow) from step {zeros_from} of {steps}, so its "
-                "second half is all zeros and log(0) = −inf: leave out the zeros first (gaps[gaps > 0]), then take "
-                "the tail of what is left.")
+                "second half is all zeros and log(0) = −inf: a tail taken before the zeros are dealt with holds no "
+                "usable gap.")
     if not (math.isfinite(mine) and 0 < mine < 1):
         return (f"your value {mine!r:.20} is not a contraction factor: a rate is a positive number below 1 (the "
                 "factor by which the error shrinks per step).")
@@ -176,7 +176,7 @@ def _judge_curve(entry: Any, spec: Curve, seed: int) -> str | None:
         return f"no rate recorded {where}."
     if entry.get("changed_input") is True:
         return with_hint(f"fit_rate changed the array it was given {where}: the caller still needs its gaps (the lab "
-                         "plots them after fitting).", "work on new arrays (gaps[gaps > 0] and np.log(gaps) make "
+                         "plots them after fitting).", "work on new arrays (boolean indexing and np.log make "
                          "them); avoid gaps[...] = ..., gaps.sort() or out=gaps.")
     error, mine = entry.get("error"), entry.get("rate")
     if isinstance(error, str):  # on early zeros, a crash is most likely log(0) or an empty tail: say so

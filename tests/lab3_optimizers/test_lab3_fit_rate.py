@@ -95,7 +95,7 @@ def test_a_tail_sliced_before_the_zeros_are_dropped_fails_early_underflow_only()
 
     assert failed(slice_then_drop) == [EARLY_ZEROS]
     message = verdicts(slice_then_drop)[EARLY_ZEROS]
-    assert "leave out the zeros first" in message and "traceback" not in message
+    assert "a tail taken before the zeros are dealt with" in message and "traceback" not in message
 
 
 def test_the_rate_of_the_gap_instead_of_the_error_is_rejected():
@@ -142,7 +142,7 @@ def test_keeping_the_zeros_fails_only_the_underflow_part():
             return math.exp(np.polyfit(t, np.log(gaps[t]), 1)[0] / 2)
 
     assert failed(keeps_zeros) == [EARLY_ZEROS]
-    rejects(keeps_zeros, "leave out the zeros first")
+    rejects(keeps_zeros, "a tail taken before the zeros are dealt with")
 
 
 def test_one_ratio_of_neighbouring_gaps_fails_the_noisy_curves():
