@@ -107,6 +107,13 @@ def short_limits(monkeypatch):
 
 
 def hang(*args, **kwargs):
+    """Never returns. It sleeps in short steps (each limit waits its second without burning a core); the busy loop
+    a student would write is stopped the same way (test_a_busy_loop_is_stopped_too)."""
+    while True:
+        time.sleep(0.005)
+
+
+def spin(*args, **kwargs):
     while True:
         pass
 
@@ -142,6 +149,11 @@ def test_a_hang_fails_the_parts_it_reaches_with_a_message_and_does_not_stall_the
     assert time.perf_counter() - start < 20
     failed = [message for message in verdicts.values() if message is not None]
     assert failed and all("did not finish within 1 s" in message for message in failed), verdicts
+
+
+def test_a_busy_loop_is_stopped_too(short_limits):
+    verdicts = grade(EXERCISES["Latent interpolation"], spin)
+    assert all(m is not None and "did not finish within 1 s" in m for m in verdicts.values()), verdicts
 
 
 def test_a_hanging_forward_costs_the_parts_that_call_it(short_limits):
