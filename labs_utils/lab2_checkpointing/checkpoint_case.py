@@ -41,11 +41,10 @@ def run_forward(fn: Callable, budget: Budget, blocks: Any, x: torch.Tensor, segm
 
 _BACKWARD_ERRORS = (  # (words of torch's message, the likely cause)
     ("does not have a grad_fn", "backward runs with grad disabled, so the recomputed segment built no graph. "
-     "Recompute it under torch.enable_grad(), from x.detach().requires_grad_(True)."),
+     "The replay must run under torch.enable_grad()."),
     ("differentiated tensors does not require grad", "backward differentiates with respect to a tensor that "
      "does not require grad: the saved input of the first segment is a batch of data. Differentiate with respect "
-     "to a tensor that does, x = x.detach().requires_grad_(True) (a view sharing x's memory, not a copy), and "
-     "recompute the segment from it."),
+     "to a tensor that does, and recompute the segment from that very tensor."),
     ("appears to not have been used in the graph", "backward differentiates with respect to a tensor the "
      "recomputed segment did not use: recompute from the very tensor you differentiate with respect to."),
     ("incorrect number of gradients", "backward must return one gradient per argument of forward, in the order "
@@ -168,9 +167,8 @@ def ran_in_your_function(case: dict, place: str) -> str | None:
                          "itself, so no torch.no_grad() is needed around apply, only inside forward.")
     return with_hint(f"Your Function {inside[0]['forward']} ran the blocks {place}, but none of its tensor inputs "
                      "requires grad, so its output does not either and no gradient can reach the parameters.",
-                     "Pass the parameters of each segment to YourFunction.apply(...) as inputs too: a Function's "
-                     "output requires grad only if one of its tensor inputs does (torch's reentrant checkpoint "
-                     "has the same flaw).")
+                     "A Function's output requires grad only if one of its tensor inputs does (torch's reentrant "
+                     "checkpoint has the same flaw), and only its inputs receive the gradients backward returns.")
 
 
 def replayed_in_your_backward(case: dict, place: str) -> str | None:
@@ -192,6 +190,5 @@ def nested_replays(case: dict, place: str) -> str | None:
     return with_hint(f"Blocks {segments_text(sorted(set(nested)))} (counted from 1) were replayed inside the backward "
                      f"of another segment {place}: the replay's graph reached back into the segment before it, "
                      "because the saved input was not detached.",
-                     "Recompute from x.detach().requires_grad_(True), so that backpropagating through the replay "
-                     "stops at the segment's input; the autograd engine calls the earlier segments' backward "
-                     "itself, with the gradient you return for x.")
+                     "Backpropagating through a replay must stop at the segment's input: the autograd engine "
+                     "calls the earlier segments' backward itself, with the gradient you return for x.")

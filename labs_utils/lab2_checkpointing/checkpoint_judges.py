@@ -55,15 +55,13 @@ def _missing_hint(missing: list, n_blocks: int, segment_size: int, zeros: bool =
     if missing and set(range(n_blocks)) - set(missing) == last_segment:
         if zeros:  # autograd hands a segment whose output got None a grad_output of zeros
             return ("Only the last segment's parameters got gradients: backward returns None (or zeros) for the "
-                    "segment input x, so the segments before it get a grad_output of zeros. Return the gradient "
-                    "with respect to x from backward, e.g. the first of torch.autograd.grad(output, (x, *params), "
-                    "grad_output).")
+                    "segment input x, so the segments before it get a grad_output of zeros: backward must return the "
+                    "gradient with respect to x too.")
         return ("Only the last segment's parameters got gradients, so the gradient stops at a segment boundary: "
                 "do not detach a segment's input before passing it to apply (detach it inside backward, before the "
                 "recomputation), and return the gradient of the segment input from backward.")
-    return ("Pass each segment's parameters to YourFunction.apply(segment, x, *parameters) and return their "
-            "gradients from backward, one per argument of forward, e.g. from torch.autograd.grad(output, "
-            "(x, *params), grad_output).")
+    return ("The parameters got no gradients from your Function: autograd hands the gradients backward returns "
+            "only to the tensors passed to apply, one per argument of forward.")
 
 
 def judge_gradients(case: dict, n_blocks: int, segment_size: int, requires_grad: bool, inputs: dict) -> str | None:
@@ -77,8 +75,8 @@ def judge_gradients(case: dict, n_blocks: int, segment_size: int, requires_grad:
         flag = any("requires_grad" in str(change) for change in changed or [])
         return with_hint(f"Your function changed the probe's inputs {place}: "
                          f"{'; '.join(map(str, changed or ['(unreadable)']))}.",
-                         "In backward, recompute from a detached copy of the saved input, x.detach()"
-                         ".requires_grad_(True): requires_grad_() on the saved tensor itself changes the caller's x."
+                         "Your backward switched requires_grad on for the saved tensor itself, which is the caller's "
+                         "x: the replay must not change the tensor it starts from."
                          if flag else "Leave the caller's x and the blocks' parameters as they are: never change "
                          "them in place; work on copies (x.detach(), new tensors) instead.")
     out, grads, x_grad = reference(n_blocks, requires_grad, inputs)
