@@ -297,17 +297,18 @@ def _judge_layers(evidence: dict, code_dims: tuple, convolutional: bool) -> str 
     if evidence.get("codes_16_shape") == [64, LINEAR_CODE_DIM] and isinstance(codes, torch.Tensor) \
             and codes.numel() and codes.min().item() >= 0:  # 64 codes of 16 numbers, not one negative
         return with_hint(f"All {codes.numel()} code values of {name}(code_dim=16) on 64 random images are >= 0.",
-                         "the code layer should be linear (an nn.Linear with no ReLU or Sigmoid after it), so codes "
-                         "can be negative and use the whole plane.")
+                         "something after the code layer cuts off negative values, so the codes cannot use the whole "
+                         "plane: what should the code layer allow?")
     gap = _affine_gap(evidence.get("encoder_affine"))
     if gap is None or gap < 1e-4:
         return with_hint(f"{name}.encoder is an affine map (linear layers and nothing else).",
-                         "put an nn.ReLU() after every hidden layer of the encoder (not after the code layer).")
+                         "linear layers with nothing between them make one linear map, whatever their widths: "
+                         "the encoder's hidden layers have no nonlinearity.")
     gap = _affine_gap(evidence.get("decoder_affine"), logit=True)
     if gap is None or gap < 1e-4:
         return with_hint(f"{name}.decoder is a single sigmoid of an affine map: its hidden layers have no activation.",
-                         "put an nn.ReLU() after every hidden layer of the decoder; only the output layer gets the "
-                         "sigmoid.")
+                         "linear layers with nothing between them make one linear map: before its sigmoid the "
+                         "decoder is no more than one nn.Linear.")
     if convolutional:
         encoder, decoder = _ops(evidence, "encoder_ops"), _ops(evidence, "decoder_ops")
         if encoder is None or decoder is None:

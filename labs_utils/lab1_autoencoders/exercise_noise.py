@@ -140,8 +140,8 @@ def judge_basics(evidence: dict, name: str, inputs: dict) -> str | None:
             (outputs["range"] >= digits).all()) else ""
         return with_hint(f"{name}(x, 0.5) returned values in [{low:.3g}, {high:.3g}]; images live in [0, 1]."
                          + one_sided,
-                         "clamp the result into [0, 1] at the end, (x + noise).clamp(0, 1): clamping the noise "
-                         "alone does not keep x + noise in range.")
+                         "noise pushes pixels past 0 and 1, and the damaged image is what must stay in [0, 1]: "
+                         "clamping the noise alone does not keep x + noise in range.")
     change = (outputs["level_0"] - digits).abs().max().item()
     if change > 1e-6:
         return with_hint(f"{name}(x, 0) changed the images (max change {change:.3g}); level 0 means no corruption.",
@@ -212,7 +212,8 @@ def _gaussian(name: str, x: torch.Tensor, out: torch.Tensor, level: float, seed:
     call = f"{name}(x, {level})"
     noise = out - x
     if noise.abs().max().item() < 1e-7:
-        return with_hint(f"{call} returned the images unchanged.", "add level * torch.randn(...) to x.")
+        return with_hint(f"{call} returned the images unchanged.",
+                         "is the noise added to x, and is that sum what the function returns?")
     inside = (out > 0) & (out < 1)  # pixels whose noise no clamp cut
     both = inside[0] & inside[1]
     if both.sum() > 50 and torch.allclose(noise[0][both], noise[1][both], atol=1e-6, rtol=0):
@@ -222,12 +223,14 @@ def _gaussian(name: str, x: torch.Tensor, out: torch.Tensor, level: float, seed:
         if unchanged > 0.3:
             return with_hint(f"{call}: the noise never goes {'down' if (noise >= -1e-7).all() else 'up'} and "
                              f"{unchanged:.0%} of the grey pixels did not change: the noise was clamped, not the "
-                             "result.", "add the noise first, then clamp the sum: (x + level * noise).clamp(0, 1).")
+                             "result.", "clamping the noise before adding it cuts off half of it; the [0, 1] rule is "
+                             "about the damaged image, not the noise.")
         return with_hint(f"{call}: the noise never goes {'down' if (noise >= -1e-7).all() else 'up'}; Gaussian noise "
                          "has mean 0.", "use torch.randn (normal, mean 0), not torch.rand (uniform in [0, 1)).")
     if (out[x == 0] != 0).double().mean().item() < 0.1:
         return with_hint(f"{call} left the black background (pixels at 0) black: the noise is multiplied by the "
-                         "pixel's value.", "add the noise, x + level * noise: it does not depend on the pixel.")
+                         "pixel's value.", "Gaussian noise is added to every pixel whatever its value; a product "
+                         "with x silences it on black pixels.")
     spread = [n[m].std().item() for n, m in zip(noise, inside) if m.sum() > 2]
     if spread and sum(spread) / len(spread) < 1e-3 * level:
         return with_hint(f"{call}: the noise is (nearly) constant within each image (standard deviation "

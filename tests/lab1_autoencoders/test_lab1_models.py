@@ -216,8 +216,8 @@ class MapsAsCode(Autoencoder):
 
 
 DENSE_MISTAKES = [
-    (dense_variant(code_activation=nn.ReLU()), [ae.LAYERS], "code layer should be linear"),
-    (dense_variant(code_activation=nn.Sigmoid()), [ae.LAYERS], "code layer should be linear"),
+    (dense_variant(code_activation=nn.ReLU()), [ae.LAYERS], "after the code layer cuts off negative values"),
+    (dense_variant(code_activation=nn.Sigmoid()), [ae.LAYERS], "after the code layer cuts off negative values"),
     (dense_variant(hidden=nn.Identity), [ae.LAYERS], "is an affine map"),
     (dense_variant(widths=(128, 64)), [ae.LAYERS], "holds 218,514 numbers"),
     (ExtraBuffer, [ae.LAYERS], "holds 436,642 numbers (parameters, buffers and other tensors)"),
@@ -258,7 +258,7 @@ def test_a_relu_on_the_code_costs_only_the_layers_also_where_it_is_dead_on_every
     for seed in seeds:
         found = verdicts(ae.DENSE, relu_code, seed)
         assert [name for name, m in found.items() if m is not None] == [ae.LAYERS], seed
-        assert "code layer should be linear" in found[ae.LAYERS]
+        assert "after the code layer cuts off negative values" in found[ae.LAYERS]
 
 
 def test_the_affine_test_looks_further_out_where_a_relu_is_dead_near_zero():
@@ -327,7 +327,7 @@ CONV_MISTAKES = [
     (narrow(skip_norm=(4,)), [ae.LAYERS], "no BatchNorm after the 2nd convolution of the decoder (16 -> 8"),
     (PoolingAndUpsampling, [ae.LAYERS], "from 28x28 to 14x14 in max_pool2d (pooling)"),
     (StridedButUpsampling, [ae.LAYERS], "from 7x7 to 14x14 in interpolate (upsampling)"),
-    (narrow(code_activation=nn.ReLU()), [ae.LAYERS], "code layer should be linear"),
+    (narrow(code_activation=nn.ReLU()), [ae.LAYERS], "after the code layer cuts off negative values"),
     (conv_variant(channels=(32, 64, 256)), [cv.BUDGET], "holds 600,870 numbers (parameters, buffers and other "
                                                         "tensors), over the budget of 350,000"),
     (narrow(before_output=nn.ReLU()), [ae.RANGE, cv.LEARNS], "can never draw a black pixel"),
