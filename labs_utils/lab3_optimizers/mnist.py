@@ -75,7 +75,7 @@ def train_classifier(make_optimizer: MakeOptimizer, *, epochs: int, digits: int,
 def with_step_factor(make_optimizer: MakeOptimizer, factor: Callable[[int], float]) -> MakeOptimizer:
     """``make_optimizer`` whose learning rates are multiplied by ``factor(t)`` at step t = 1, 2, ...
 
-    E.g. Adam without bias correction: ``factor = lambda t: (1 - β₁**t) / math.sqrt(1 - β₂**t)``.
+    E.g. a linear warm-up over 100 steps: ``factor = lambda t: min(1.0, t / 100)``.
     """
     def make(params: Iterable[torch.Tensor]) -> torch.optim.Optimizer:
         optimizer = make_optimizer(params)
