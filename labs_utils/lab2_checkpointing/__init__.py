@@ -3,7 +3,8 @@
     from labs_utils import lab2_checkpointing as lab2
 
 - ``tracker``: the memory tracker (what is alive during a step)
-- ``model``: the analytic memory and time models
+- ``model``: the time model of a checkpointed step
+- ``memory_model``: section 4's memory model (its answer: read it after your prediction)
 - ``experiments``: networks, timing, sweeps and budgets
 - ``figures``: the lab's figures
 - ``checks``: the exercise checks and the lab's ``GRADING`` table
@@ -20,7 +21,7 @@ _EXPORTS = {
     "track_memory": "tracker",
     "measure_step": "tracker",
     "StepTime": "model",
-    "predicted_peak_bytes": "model",
+    "predicted_peak_bytes": "memory_model",
     "predicted_time_ratio": "model",
     "Forward": "experiments",
     "CheckpointedForward": "experiments",
@@ -52,4 +53,4 @@ _EXPORTS = {
     "plot_block_memory": "figures",
 }
 __getattr__, __dir__, __all__ = lazy_module(
-    __name__, ("tracker", "model", "experiments", "pitfalls", "figures", "checks"), _EXPORTS)
+    __name__, ("tracker", "model", "memory_model", "experiments", "pitfalls", "figures", "checks"), _EXPORTS)

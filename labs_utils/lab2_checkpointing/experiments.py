@@ -18,7 +18,8 @@ from torch import nn
 from .. import runtime
 from ..runtime import seeded
 from ..validation import positive_int
-from .model import StepTime, predicted_peak_bytes, predicted_time_ratio
+from .memory_model import predicted_peak_bytes
+from .model import StepTime, predicted_time_ratio
 from .tracker import MiB, measure_step, track_memory
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
