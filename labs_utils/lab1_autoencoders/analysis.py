@@ -124,7 +124,7 @@ GAUSSIAN_SIGMAS = (0.35, 0.5, 0.75, 1.0, 1.5)
 def choose_filters(noisy: Images, clean: Images) -> dict[str, float]:
     """The median window (from MEDIAN_SIZES) and Gaussian sigma (from GAUSSIAN_SIGMAS, pixels) with the best PSNR.
 
-    Call it on a validation split carved from the training digits, never on the test images:
+    Call it on held-out images (a validation split carved from the training digits), never on the test images:
     returns ``{"median filter": size, "Gaussian filter": sigma}``.
     """
     return {"median filter": max(MEDIAN_SIZES, key=lambda s: psnr(median_filter(noisy, s), clean)),
@@ -133,7 +133,7 @@ def choose_filters(noisy: Images, clean: Images) -> dict[str, float]:
 
 def denoising_psnr(noisy: Images, clean: Images, models: Mapping[str, nn.Module],
                    filters: Mapping[str, float]) -> dict[str, float]:
-    """PSNR (dB) of the noisy input, the two classical filters and each model, on (noisy, clean) test images.
+    """PSNR (dB) of the noisy input, the two classical filters and each model, on (noisy, clean) held-out images.
 
     ``filters`` holds the settings chosen beforehand by :func:`choose_filters` on validation images.
     """
@@ -157,7 +157,11 @@ def fast_note() -> None:
 @torch.no_grad()
 def knn_accuracy(train_codes: torch.Tensor, train_labels: torch.Tensor, test_codes: torch.Tensor,
                  test_labels: torch.Tensor, k: int = 5) -> float:
-    """Accuracy of a k-nearest-neighbour vote (Euclidean) that classifies test codes by train codes."""
+    """Accuracy of a k-nearest-neighbour vote (Euclidean) that classifies held-out codes by train codes.
+
+    The vote is ``torch.mode`` of the k labels: a tie (say 2-2-1) goes to the smallest tied label, not to the
+    nearer class; it affects every kind of code alike.
+    """
     if len(train_codes) < k:
         raise ValueError(f"k-NN with k={k} needs at least {k} training codes, got {len(train_codes)}")
     train_codes = train_codes.flatten(1).float()
