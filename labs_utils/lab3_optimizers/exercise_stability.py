@@ -5,15 +5,18 @@ The student's function gets a factory ``make_optimizer(params, lr)`` and the cur
 by running it. The probe hands it torch.optim.SGD in three set-ups whose limits are known in closed form and
 records the returned numbers and how many optimizer steps the function took; the judge compares with
 
-- gradient descent: ``2/L``;
-- heavy ball (PyTorch's momentum β): ``2(1 + β)/L``;
+- gradient descent: ``2/L'``;
+- heavy ball (PyTorch's momentum β): ``2(1 + β)/L'``;
 - PyTorch's Nesterov: computed numerically from torch's own step (:func:`_nesterov_limit`; the notebook's optional
-  derivation asks for this limit, so the module neither states it nor where it lies against ``2/L``).
+  derivation asks for this limit, so the module neither states it nor where it lies against ``2/L``),
 
-Each part has two cases drawn from the seed: one plain, one with ``weight_decay = w`` (which adds ``w·x`` to
-the gradient, so the curvature the optimizer sees is ``L + w``). A formula typed in instead of a measurement
-therefore misses the second case, and a function that never steps the optimizer fails outright. A value passes
-within 2 % of the limit.
+where ``L' = s·L + w`` is the curvature the optimizer sees. Every optimizer the probe hands out multiplies the
+gradient by a factor ``s`` (0.5 to 0.8 or 1.25 to 2, drawn from the seed, as a preconditioner would) that it keeps
+to itself: its ``param_groups`` show lr, momentum, nesterov and weight_decay, not ``s``. Each part has two cases:
+one plain, one with ``weight_decay = w`` (which adds ``w·x`` to the gradient after the scaling). A closed form
+computed from ``L`` and the optimizer's settings therefore misses every case (more than the tolerance), a
+function that never steps the optimizer fails outright, and a measurement finds the limit whatever ``s`` is. A
+value passes within 2 % of the limit.
 """
 from __future__ import annotations
 
@@ -31,6 +34,8 @@ from ..exercises import Exercise, Part
 from .budget import Clock, warm_up_optimizers
 
 TOLERANCE = 0.02  # relative
+FORMULA_MATCH = 1e-3  # a value this close to a closed form in L was computed, not measured: a measurement lands
+# this close to one only by chance (a wrong criterion's value can land within TOLERANCE of one)
 PER_CALL = 10.0
 PROBE_SECONDS = 40.0
 GD, HEAVY, NESTEROV = "gradient descent (limit 2/L)", "heavy ball (limit 2(1 + β)/L)", "Nesterov (PyTorch's form)"
@@ -50,18 +55,21 @@ class Case:
 CASES = tuple(Case(part, decayed) for part in POINTS for decayed in (False, True))
 
 
-def draw(case: Case, seed: int) -> tuple[float, float, float]:
-    """(curvature L, momentum β, weight_decay w) of a case; β = 0 for gradient descent, w = 0 for a plain case."""
+def draw(case: Case, seed: int) -> tuple[float, float, float, float]:
+    """(curvature L, momentum β, weight_decay w, hidden gradient scale s) of a case; β = 0 for gradient descent,
+    w = 0 for a plain case; s in [0.5, 0.8] or [1.25, 2] (log-uniform), so that no closed form in L comes within the
+    tolerance."""
     rng = np.random.default_rng([seed, CASES.index(case)])
     curvature = float(10 ** rng.uniform(-1.0, 2.0))
     beta = 0.0 if case.part == GD else float(rng.uniform(0.3, 0.9))
     decay = float(curvature * rng.uniform(0.5, 2.0)) if case.decayed else 0.0
-    return curvature, beta, decay
+    scale = float(np.exp(rng.choice((-1.0, 1.0)) * rng.uniform(np.log(1.25), np.log(2.0))))
+    return curvature, beta, decay, scale
 
 
-def limit(case: Case, curvature: float, beta: float, decay: float) -> float:
+def limit(case: Case, curvature: float, beta: float, decay: float, scale: float) -> float:
     """The largest stable learning rate in closed form (see the module docstring)."""
-    seen = curvature + decay
+    seen = scale * curvature + decay
     if case.part == GD:
         return 2 / seen
     if case.part == HEAVY:
@@ -93,12 +101,23 @@ def _nesterov_limit(beta: float) -> float:
     return stable
 
 
-def _factory(case: Case, beta: float, decay: float, steps: list[int]) -> Callable[..., torch.optim.Optimizer]:
-    """make_optimizer(params, lr): torch.optim.SGD of the case, counting the steps taken."""
+def _factory(case: Case, beta: float, decay: float, scale: float,
+             steps: list[int]) -> Callable[..., torch.optim.Optimizer]:
+    """make_optimizer(params, lr): torch.optim.SGD of the case on the gradient times ``scale`` (held in this
+    closure, not on the optimizer), counting the steps taken."""
     class Counted(torch.optim.SGD):
         def step(self, closure: Any = None) -> Any:
             steps[0] += 1
-            return super().step(closure)
+            loss = None
+            if closure is not None:
+                with torch.enable_grad():
+                    loss = closure()
+            for group in self.param_groups:
+                for p in group["params"]:
+                    if p.grad is not None:
+                        p.grad = p.grad * scale  # a new tensor: the caller's gradient tensor is left as it was
+            super().step()
+            return loss
 
     def make_optimizer(params: Any, lr: float) -> torch.optim.Optimizer:
         return Counted(params, lr=lr, momentum=beta, nesterov=case.part == NESTEROV and beta > 0,
@@ -118,7 +137,7 @@ def _as_number(value: Any) -> float | None:
 
 
 def inputs_stability(*, seed: int) -> dict[str, Any]:
-    """The probe's inputs (drawn in the judge's process): ``{"cases": {case name: [L, β, w]}}`` (:func:`draw`)."""
+    """The probe's inputs (drawn in the judge's process): ``{"cases": {case name: [L, β, w, s]}}`` (:func:`draw`)."""
     return {"cases": {case.name: list(draw(case, seed)) for case in CASES}}
 
 
@@ -128,11 +147,11 @@ def probe_stability(largest_stable_lr: Callable, *, inputs: dict[str, Any]) -> d
     clock = Clock(PROBE_SECONDS)
     found: dict[str, Any] = {}
     for case in CASES:
-        curvature, beta, decay = (float(value) for value in inputs["cases"][case.name])
+        curvature, beta, decay, scale = (float(value) for value in inputs["cases"][case.name])
         steps = [0]
         entry: dict[str, Any] = {"lr": None, "steps": 0, "error": None}
         try:
-            value = clock.call(PER_CALL, largest_stable_lr, _factory(case, beta, decay, steps), curvature,
+            value = clock.call(PER_CALL, largest_stable_lr, _factory(case, beta, decay, scale, steps), curvature,
                                what=f"largest_stable_lr(make_optimizer, {curvature:.4g}) for {case.name}")
             entry["lr"] = _as_number(value)
             if entry["lr"] is None:
@@ -148,14 +167,13 @@ def probe_stability(largest_stable_lr: Callable, *, inputs: dict[str, Any]) -> d
 
 
 def _hint(case: Case, mine: float, true: float, curvature: float, beta: float, decay: float) -> str:
-    others = {"2/L": 2 / curvature, "2(1 + β)/L": 2 * (1 + beta) / curvature,
-              "Nesterov's limit for curvature L": _nesterov_limit(beta) / curvature}
-    if decay:
-        for label, value in others.items():
-            if abs(mine / value - 1) <= TOLERANCE:
-                return (f"your value is {label} with L = {curvature:.4g}, the curvature you were given; this optimizer "
-                        f"also has weight_decay = {decay:.4g}, which adds w·x to every gradient. Measure: run the "
-                        "optimizer you are handed and see where it starts to diverge.")
+    formulas = {"2/L": 2.0, "2(1 + β)/L": 2 * (1 + beta), "Nesterov's closed form": _nesterov_limit(beta)}
+    for label, numerator in formulas.items():
+        for seen, which in ((curvature, "L, the curvature you were given"), (curvature + decay, "L + weight_decay")):
+            if (seen == curvature or decay) and abs(mine * seen / numerator - 1) <= FORMULA_MATCH:
+                return (f"your value is {label} with {which}: a closed form, not a measurement. The optimizers the "
+                        "check hands out also rescale the gradient by a factor they do not show (as a preconditioner "
+                        "would), so only running the optimizer you are handed finds where it starts to diverge.")
     if mine < true:
         return ("your value is too low. Just below the limit the error still shrinks, but slowly (by a factor close "
                 "to 1 per step): 'stable' means the error does not grow, not that it reaches a tolerance within your "
@@ -167,8 +185,8 @@ def _hint(case: Case, mine: float, true: float, curvature: float, beta: float, d
 
 
 def _judge_case(entry: Any, case: Case, seed: int) -> str | None:
-    curvature, beta, decay = draw(case, seed)
-    true = limit(case, curvature, beta, decay)
+    curvature, beta, decay, scale = draw(case, seed)
+    true = limit(case, curvature, beta, decay, scale)
     where = (f"For {case.name} (L = {curvature:.4g}" + (f", β = {beta:.3g}" if beta else "")
              + (f", weight_decay = {decay:.4g}" if decay else "") + ")")
     if not isinstance(entry, dict):

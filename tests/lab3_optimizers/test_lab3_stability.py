@@ -13,7 +13,7 @@ import torch
 from labs_utils import exercises
 from labs_utils import lab3_optimizers as lab3
 from labs_utils.lab3_optimizers import exercise_stability
-from labs_utils.lab3_optimizers.exercise_stability import CASES, GD, HEAVY, NESTEROV, STABILITY, draw
+from labs_utils.lab3_optimizers.exercise_stability import CASES, GD, HEAVY, NESTEROV, STABILITY, draw, limit
 from labs_utils.lab3_optimizers.exercise_stability import _nesterov_limit as nesterov_limit
 
 # Each measurement runs hundreds of optimizer steps under the trip-wires' profile hook: seconds per check.
@@ -112,9 +112,11 @@ def test_a_wrong_nesterov_value_is_rejected_without_printing_the_limit_the_stude
     seed = 12345
     message = converged_verdicts[NESTEROV]
     case = next(c for c in CASES if c.part == NESTEROV and not c.decayed)
-    curvature, beta, _ = draw(case, seed)
+    curvature, beta, decay, scale = draw(case, seed)
     assert "below the measured limit" in message and "too low" in message
-    assert f"{nesterov_limit(beta) / curvature:.5g}" not in message and "%" not in message.split("tolerance")[0]
+    for value in (limit(case, curvature, beta, decay, scale), nesterov_limit(beta) / curvature):
+        assert f"{value:.5g}" not in message
+    assert "%" not in message.split("tolerance")[0]
 
 
 def test_a_gradient_without_the_curvature_is_rejected():
@@ -136,6 +138,62 @@ def test_a_formula_that_reads_the_optimizer_earns_nothing():
     found = grade(formulas)
     assert exercises.points(STABILITY, found) == 0
     assert "without running the optimizer" in found[GD]
+
+
+def closed_forms(make_optimizer, curvature):
+    """A student in a hurry who has read the README: ten idle steps for the step counter, then the settings read off
+    the optimizer and the closed forms (Nesterov's included) of the curvature it sees."""
+    x = torch.zeros(1, requires_grad=True)
+    optimizer = make_optimizer([x], 1.0)
+    for _ in range(10):
+        x.grad = torch.zeros(1)
+        optimizer.step()
+    group = optimizer.param_groups[0]
+    beta, seen = group["momentum"], curvature + group["weight_decay"]
+    if group["nesterov"]:
+        return (2 + 2 * beta) / ((1 + 2 * beta) * seen)
+    return 2 * (1 + beta) / seen
+
+
+def test_closed_forms_of_the_settings_the_optimizer_shows_earn_nothing():
+    for seed in (12345, 7, 2024):
+        found = grade(closed_forms, seed)
+        assert exercises.points(STABILITY, found) == 0, (seed, found)
+        assert "closed form, not a measurement" in found[GD] and "closed form" in found[NESTEROV]
+
+
+def test_the_hidden_gradient_scale_is_far_enough_from_one_and_not_on_the_optimizer():
+    for seed in range(200):
+        for case in CASES:
+            curvature, beta, decay, scale = draw(case, seed)
+            # every closed form in L (or L + w) misses the true limit by more than the tolerance
+            assert abs((scale * curvature + decay) / (curvature + decay) - 1) > 2 * exercise_stability.TOLERANCE
+    steps = [0]
+    case = CASES[1]
+    curvature, beta, decay, scale = draw(case, 12345)
+    optimizer = exercise_stability._factory(case, beta, decay, scale, steps)([torch.zeros(1, requires_grad=True)], 0.1)
+    shown = [*optimizer.param_groups[0].values(), *vars(optimizer).values(), *optimizer.defaults.values()]
+    assert not any(isinstance(v, float) and math.isclose(v, scale) for v in shown)
+
+
+def test_a_measurement_that_steps_with_a_closure_passes():
+    """Correct, another way: the optimizer stepped with a closure that computes the loss and its gradient."""
+    def with_closure(make_optimizer, curvature):
+        def stable(lr):
+            x = torch.ones(1, dtype=torch.float64, requires_grad=True)
+            optimizer = make_optimizer([x], lr)
+
+            def closure():
+                optimizer.zero_grad()
+                loss = 0.5 * curvature * (x * x).sum()
+                loss.backward()
+                return loss
+            for _ in range(100):
+                optimizer.step(closure)
+            return bool(x.detach().abs() <= 1.0)
+        return bisection(stable, curvature)
+
+    assert failed(with_closure) == []
 
 
 @pytest.mark.parametrize("answer", [lambda make, L: 2 / L, lambda make, L: 1.0, lambda make, L: None,
