@@ -42,7 +42,7 @@ def ratio_diagnosis(name: str, values: dict[str, Any], ratio: float) -> str | No
                    "value, as ρ is in the slides' formula."),
                   (math.sqrt(1 - alpha),
                    "Your first step is √(1 − alpha) times torch's: after one step your s is g², torch's is "
-                   "(1 − alpha)·g². torch starts s at 0, does not correct for bias and weighs the new g² by "
+                   "(1 − alpha)·g². torch starts s at 0 and weighs the new g² by "
                    "(1 − alpha): do not divide s by (1 − alphaᵗ), do not start s at g², and do not add g² "
                    "without that weight (a plain sum of g² is AdaGrad's, not a running average).")]
     if name in ("adam", "adamw"):
