@@ -202,8 +202,11 @@ def check_sgd(fn: Any) -> None:
 TOY_MODULE = "grading_fixtures"
 # No probe here steps torch.optim or calls backward, and only sgd's makes tensors: the probe servers of toy labs 1
 # and 2 import no torch at all (they start in a fraction of a second; the grader's tests start a hundred of them).
+# Toy lab 3's probe runs under the torch.optim trip-wire, which imports torch.optim and torch.utils.checkpoint:
+# preloaded in its server, as the course's labs do, instead of once per probe (about 1 CPU-s per notebook).
 # GRADING_1_TORCH: toy lab 1's table, served by a probe server that preloads torch, as the course's labs do.
-PROBE_PRELOAD = {"GRADING_1": (), "GRADING_2": (), "GRADING_3": ("torch",), "GRADING_1_TORCH": ("torch",)}
+PROBE_PRELOAD = {"GRADING_1": (), "GRADING_2": (), "GRADING_3": ("torch", "torch.optim", "torch.utils.checkpoint"),
+                 "GRADING_1_TORCH": ("torch",)}
 GRADING_1_TORCH = GRADING_1
 FIXTURES_DIR = Path(__file__).resolve().parent
 
