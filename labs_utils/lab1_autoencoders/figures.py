@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from torch import nn
 
@@ -203,10 +204,19 @@ def latent_explorer(decoder: nn.Module, codes: torch.Tensor, labels: torch.Tenso
     def draw(z1: float, z2: float) -> Figure:
         fig, axes = new_figure(1, 2, size=(9.2, 3.9))
         _draw_codes(axes[0, 0], codes, labels, size=5.0, alpha=0.4)
-        legend = axes[0, 0].legend(loc="center left", bbox_to_anchor=(1.0, 0.5), title="digit", markerscale=3.0)
-        for handle in legend.legend_handles:
+        # The chosen point is a red crosshair (ring and plus): a shape and colour that no digit's marker uses.
+        crosshair = ({"marker": "o", "markersize": 15, "markerfacecolor": "none", "markeredgewidth": 2.5},
+                     {"marker": "+", "markersize": 22, "markeredgewidth": 1.5})
+        for style in crosshair:
+            axes[0, 0].plot([z1], [z2], color="red", linestyle="none", zorder=5, **style)
+        handles, names = axes[0, 0].get_legend_handles_labels()
+        scale = 3.0  # the legend draws markers 3x larger: the crosshair's entry is a third of its size, to match
+        legend_crosshair = tuple(Line2D([], [], color="red", linestyle="none",
+                                        **{**style, "markersize": style["markersize"] / scale}) for style in crosshair)
+        legend = axes[0, 0].legend([*handles, legend_crosshair], [*names, "chosen\npoint"], loc="center left",
+                                   bbox_to_anchor=(1.0, 0.5), title="digit", markerscale=scale)
+        for handle in legend.legend_handles[:len(handles)]:
             handle.set_alpha(1.0)
-        axes[0, 0].plot([z1], [z2], marker="X", markersize=14, color="black", markeredgecolor="white")
         axes[0, 0].set_title("the digits' codes and the chosen point")
         image = apply_in_batches(decoder, torch.tensor([[z1, z2]], dtype=torch.float32))[0, 0]
         axes[0, 1].imshow(image.numpy(), cmap="gray", vmin=0, vmax=1)

@@ -324,6 +324,8 @@ def test_latent_explorer_offers_two_sliders_inside_the_code_range(monkeypatch):
         assert low <= default <= high and 0 < step < high - low
     fig = calls["draw"](z1=0.0, z2=1.0)
     assert fig.axes[1].get_title() == "g(z) at z = (0.00, 1.00)"
+    legend = [text.get_text() for text in fig.axes[0].get_legend().get_texts()]
+    assert legend == [str(digit) for digit in range(10)] + ["chosen\npoint"]
 
 
 def test_noise_explorer_draws_each_kind_and_needs_a_denoiser_per_kind(monkeypatch):
