@@ -11,7 +11,8 @@ every call, and records the output, the gradients, the bytes alive after forward
 error (with the phase it happened in), on the inputs :func:`inputs_inplace` draws from the seed where the seed is
 (the probe is sent the inputs, never the seed). The judge draws the same inputs, rebuilds the networks, runs
 plain backprop and compares. Both parts require that the function still checkpoints on a network whose in-place
-operations are harmless (inside segments), so a plain forward, the identity or the unfixed function earn nothing.
+operations are harmless (inside segments), fed an input that requires grad and a batch of data, so a plain forward,
+the identity, the unfixed function or one that refuses every batch of data earn nothing.
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ _SIGNATURE = "checkpointed_forward_inplace(blocks, x, segment_size) -> Tensor"
 # name -> (blocks, segment_size, blocks that start with an in-place LeakyReLU, input requires grad)
 CASES = {
     "harmless": (8, 3, (1, 4, 7), True),  # in place inside segments only: must checkpoint as in exercise 1
+    "harmless data": (8, 3, (1, 4, 7), False),  # the same fed a batch of data: refusing every data batch fails
     "data": (8, 3, (0,), False),  # the first segment's input, a data batch, overwritten
     "every": (8, 3, (0, 3, 6), True),  # every segment's input overwritten, the input requires grad
 }
@@ -180,21 +182,21 @@ def _checkpoints(record: dict, name: str) -> str | None:
     return None
 
 
-def _judge_harmless(record: Any, inputs: dict) -> str | None:
+def _judge_harmless(record: Any, name: str, inputs: dict) -> str | None:
     if not isinstance(record, dict):
         return "The check's evidence is malformed."
-    where = _where("harmless")
+    where = _where(name)
     if "error" in record:
         return with_hint(f"Your function failed {where}, where every in-place operation modifies a temporary "
                          f"inside a segment, which is harmless: {_first_part(record['error'])}",
                          "Raise only when a segment's input (its checkpoint) was modified, not for any in-place "
-                         "operation, and replay each segment from an input it may modify.")
-    error = _relative_error(record, "harmless", inputs)
+                         "operation or any batch of data, and replay each segment from an input it may modify.")
+    error = _relative_error(record, name, inputs)
     if error is None or error > 1e-10:
         return with_hint(f"The output or gradients {where} differ from plain backprop's"
                          + (f" (relative error {error:.2g})." if error is not None else "."),
                          "In-place operations inside a segment are harmless: the replay computes them again.")
-    return _checkpoints(record, "harmless")
+    return _checkpoints(record, name)
 
 
 def _judge_overwritten(record: Any, name: str, inputs: dict, gate: str | None) -> str | None:
@@ -237,7 +239,8 @@ def judge_inplace(evidence: Any, *, seed: int) -> dict[str, str | None]:
     if not isinstance(evidence, dict) or set(evidence) != set(CASES):
         raise AssertionError("The check's evidence is malformed (it does not list every case).")
     inputs = inputs_inplace(seed=seed)
-    gate = _judge_harmless(evidence["harmless"], inputs["harmless"])
+    gate = next((verdict for name in ("harmless", "harmless data")
+                 if (verdict := _judge_harmless(evidence[name], name, inputs[name])) is not None), None)
     return {IN_PLACE_DATA: _judge_overwritten(evidence["data"], "data", inputs["data"], gate),
             IN_PLACE_EVERY: _judge_overwritten(evidence["every"], "every", inputs["every"], gate)}
 

@@ -205,6 +205,20 @@ def test_raising_for_every_in_place_operation_is_refused():
     assert "harmless" in result[IN_PLACE_DATA]
 
 
+def test_refusing_every_batch_of_data_earns_nothing():
+    """Review 18: exercise 1's function that raises for any input that does not require grad "caught" the data
+    case in forward and earned 2 of 3 points; the gate now feeds the harmless network a batch of data too."""
+    def refuse_data(blocks, x, segment_size):
+        if not x.requires_grad:
+            raise ValueError("I do not checkpoint batches of data")
+        return checkpointed_saved_input(blocks, x, segment_size)
+
+    result = verdicts(refuse_data)
+    assert exercises.points(EXERCISE, result) == 0
+    assert "harmless" in result[IN_PLACE_DATA] and "x.requires_grad=False" in result[IN_PLACE_DATA]
+    assert "I do not checkpoint batches of data" in result[IN_PLACE_DATA]
+
+
 # --- non-attempts earn 0 -----------------------------------------------------------------------------
 @pytest.mark.parametrize("fn, message", [
     (lambda blocks, x, segment_size: blocks(x), "does not checkpoint"),  # plain forward: exact, but stores everything
