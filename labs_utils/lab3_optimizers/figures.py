@@ -140,7 +140,8 @@ def plot_comparison(landscape: Landscape, runs: Mapping[str, Run], *, title: str
 @styled
 def plot_lr_sweep(lrs: Sequence[float], gaps: Sequence[float], diverging: Sequence[bool], *,
                   threshold: float | None = None, steps: int | None = None) -> Figure:
-    """Final loss gap against the learning rate; diverging runs are crosses, overflowed ones on the top edge."""
+    """Final loss gap against the learning rate; diverging runs (gap still growing) are crosses, blown-up ones on
+    the top edge."""
     lrs, gaps, diverging = np.asarray(lrs, dtype=float), np.asarray(gaps, dtype=float), np.asarray(diverging)
     fig, axes = new_figure(size=(6.4, 3.8))
     ax = axes[0, 0]
@@ -150,7 +151,7 @@ def plot_lr_sweep(lrs: Sequence[float], gaps: Sequence[float], diverging: Sequen
     ax.plot(lrs[~diverging], shown[~diverging], marker="o", markersize=3, color=COLORS[0], label="not diverging")
     if diverging.any():
         ax.plot(lrs[diverging], shown[diverging], marker="x", linestyle="none", color=COLORS[3],
-                label="diverging (runs that overflowed: top edge)")
+                label="diverging (gap still growing;\nblown-up runs on the top edge)")
     if threshold is not None:
         ax.axvline(threshold, color="black", linestyle="--", linewidth=1, label=f"2/λ_max = {threshold:g}")
     ax.set_yscale("log")

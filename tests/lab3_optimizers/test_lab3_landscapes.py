@@ -210,7 +210,7 @@ def test_contour_levels_are_log_spaced():
 def test_lr_sweep_plot_marks_diverging_runs():
     fig = lab3.plot_lr_sweep([0.1, 1.0, 2.5], [0.5, 1e-3, math.inf], [False, False, True], threshold=2.0)
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
-    assert "diverging (runs that overflowed: top edge)" in labels and "2/λ_max = 2" in labels
+    assert "diverging (gap still growing;\nblown-up runs on the top edge)" in labels and "2/λ_max = 2" in labels
 
 
 # ------------------------------------------------------------------ convergence theory
