@@ -25,6 +25,8 @@ def execute(path: Path, fast: bool, timeout: int) -> float:
         os.environ.pop(name, None)
     if fast:
         os.environ["LABS_FAST"] = "1"
+    # The kernel imports this checkout's labs_utils, whatever the interpreter's installed (editable) copy points at.
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
     nb = nbformat.read(path, as_version=4)
     start = time.perf_counter()
     resources = {"metadata": {"path": str(path.parent)}}  # cells run with the notebook's folder as cwd
