@@ -39,6 +39,7 @@ CASES = {
     "data": (8, 3, (0,), False),  # the first segment's input, a data batch, overwritten
     "every": (8, 3, (0, 3, 6), True),  # every segment's input overwritten, the input requires grad
 }
+GATE = ("harmless", "harmless data")  # both parts need these to pass first
 
 IN_PLACE_DATA = "first segment overwrites its data batch: exact gradients or an error before its replay"
 IN_PLACE_EVERY = "every segment overwrites its input: exact gradients or an error before the replay"
@@ -239,7 +240,7 @@ def judge_inplace(evidence: Any, *, seed: int) -> dict[str, str | None]:
     if not isinstance(evidence, dict) or set(evidence) != set(CASES):
         raise AssertionError("The check's evidence is malformed (it does not list every case).")
     inputs = inputs_inplace(seed=seed)
-    gate = next((verdict for name in ("harmless", "harmless data")
+    gate = next((verdict for name in GATE
                  if (verdict := _judge_harmless(evidence[name], name, inputs[name])) is not None), None)
     return {IN_PLACE_DATA: _judge_overwritten(evidence["data"], "data", inputs["data"], gate),
             IN_PLACE_EVERY: _judge_overwritten(evidence["every"], "every", inputs["every"], gate)}

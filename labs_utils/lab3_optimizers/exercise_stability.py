@@ -20,6 +20,7 @@ value passes within 2 % of the limit.
 """
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from collections.abc import Callable
@@ -67,14 +68,18 @@ def draw(case: Case, seed: int) -> tuple[float, float, float, float]:
     return curvature, beta, decay, scale
 
 
+def _numerator(part: str, beta: float) -> float:
+    """A part's largest stable learning rate times the curvature the optimizer sees: 2, 2(1 + β), Nesterov's."""
+    if part == GD:
+        return 2.0
+    if part == HEAVY:
+        return 2 * (1 + beta)
+    return _nesterov_limit(beta)
+
+
 def limit(case: Case, curvature: float, beta: float, decay: float, scale: float) -> float:
     """The largest stable learning rate in closed form (see the module docstring)."""
-    seen = scale * curvature + decay
-    if case.part == GD:
-        return 2 / seen
-    if case.part == HEAVY:
-        return 2 * (1 + beta) / seen
-    return _nesterov_limit(beta) / seen
+    return _numerator(case.part, beta) / (scale * curvature + decay)
 
 
 def _radius(h: float, beta: float) -> float:
@@ -92,6 +97,7 @@ def _radius(h: float, beta: float) -> float:
     return float(np.abs(np.linalg.eigvals(np.array(columns).T)).max())
 
 
+@functools.lru_cache(maxsize=64)  # the judge asks for the same β for the limit and again for the hint
 def _nesterov_limit(beta: float) -> float:
     """The reference for the Nesterov part (times 1/L), by bisection."""
     stable, unstable = 1e-6, 4.0  # stable at αL → 0; unstable at αL = 4 for every 0 ≤ β < 1
@@ -167,10 +173,12 @@ def probe_stability(largest_stable_lr: Callable, *, inputs: dict[str, Any]) -> d
 
 
 def _hint(case: Case, mine: float, true: float, curvature: float, beta: float, decay: float) -> str:
-    formulas = {"2/L": 2.0, "2(1 + β)/L": 2 * (1 + beta), "Nesterov's closed form": _nesterov_limit(beta)}
-    for label, numerator in formulas.items():
-        for seen, which in ((curvature, "L, the curvature you were given"), (curvature + decay, "L + weight_decay")):
-            if (seen == curvature or decay) and abs(mine * seen / numerator - 1) <= FORMULA_MATCH:
+    curvatures = {"L, the curvature you were given": curvature}
+    if decay:
+        curvatures["L + weight_decay"] = curvature + decay
+    for part, label in ((GD, "2/L"), (HEAVY, "2(1 + β)/L"), (NESTEROV, "Nesterov's closed form")):
+        for which, seen in curvatures.items():
+            if abs(mine * seen / _numerator(part, beta) - 1) <= FORMULA_MATCH:
                 return (f"your value is {label} with {which}: a closed form, not a measurement. The optimizers the "
                         "check hands out also rescale the gradient by a factor they do not show (as a preconditioner "
                         "would), so only running the optimizer you are handed finds where it starts to diverge.")
