@@ -25,8 +25,6 @@ def execute(path: Path, fast: bool, timeout: int) -> float:
         os.environ.pop(name, None)
     if fast:
         os.environ["LABS_FAST"] = "1"
-    # The kernel imports this checkout's labs_utils, whatever the interpreter's installed (editable) copy points at.
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
     nb = nbformat.read(path, as_version=4)
     start = time.perf_counter()
     resources = {"metadata": {"path": str(path.parent)}}  # cells run with the notebook's folder as cwd
@@ -44,6 +42,8 @@ def main() -> None:
     parser.add_argument("--timeout", type=int, default=900, help="per-cell timeout in seconds")
     args = parser.parse_args()
     paths = args.notebooks or sorted((ROOT / "solutions").glob("*.ipynb"))
+    # The kernels import this checkout's labs_utils, whatever the interpreter's installed (editable) copy points at.
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
     for path in paths:
         seconds = execute(path, args.fast, args.timeout)
         print(f"{path}: {seconds:.1f} s ({'fast' if args.fast else 'full'} mode)", flush=True)
