@@ -34,7 +34,7 @@ def ratio_diagnosis(name: str, values: dict[str, Any], ratio: float) -> str | No
     if name == "nesterov":
         known.append((1 / (1 + values["momentum"]),
                       "Your first step is lr·g, plain momentum's: Nesterov's first step is longer, because "
-                      "its step also includes the look-ahead (re-derive it from Sutskever's form)."))
+                      "its step also includes the look-ahead (nesterov=True in torch's algorithm box)."))
     if name == "rmsprop":
         alpha = values["alpha"]
         known += [(math.sqrt((1 - alpha) / alpha),

@@ -74,7 +74,7 @@ SPECS = {
                      "multiplies g in the velocity, what the velocity is after the first step, and where lr goes",
                      dict(_HEAVY)),
     "nesterov": Spec("Nesterov", _torch("SGD", nesterov=True), {"momentum": 0.9}, {"momentum": 0.7}, 0.02, 0.2,
-                     "the update you derived from Sutskever's look-ahead form, in torch's units (lr outside the "
+                     "the algorithm box of torch.optim.SGD's documentation with nesterov=True (lr outside the "
                      "velocity, the velocity starting at 0; the first step is (1 + momentum)·lr·g)", dict(_HEAVY)),
     "rmsprop": Spec("RMSProp", _torch("RMSprop"), {"alpha": 0.99, "eps": 1e-8, "weight_decay": 0.0}, {"alpha": 0.9},
                     1e-3, 0.05, "the algorithm box of torch.optim.RMSprop's documentation (centered=False, "
