@@ -10,7 +10,9 @@ which does what is the same in all of them and nothing else:
 
 What the checks grade stays in the subclass's ``update()``: the loop over ``self.param_groups``,
 hyperparameters read from each group, skipping parameters whose ``.grad`` is None, and the state
-kept per parameter in ``self.state[p]``.
+kept per parameter in ``self.state[p]``. The notebook's stubs give that loop and the state's set-up
+(and Exercise 1's loop in ``step()``), so the student writes the update lines and the reads of the group's
+hyperparameters.
 """
 from __future__ import annotations
 
