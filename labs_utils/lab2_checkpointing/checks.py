@@ -1,5 +1,9 @@
 """Checks of the gradient-checkpointing lab: its ``LAB`` and ``GRADING`` table, and the notebook's check functions.
 
+``GRADING`` holds the two graded exercises (13 points). The dropout exercise (``checkpointed_forward_rng``) is
+optional and ungraded: :func:`check_dropout_checkpointing` still checks it in the notebook, but neither the grader
+nor ``summary()`` runs it.
+
 Each exercise is a probe (runs the student's code in their kernel, records evidence) and a judge
 (recomputes plain backprop from the same seed and compares, part by part): see
 :mod:`.exercise_checkpointing`, :mod:`.exercise_dropout` and :mod:`.exercise_inplace`.
@@ -17,7 +21,7 @@ __all__ = ["check_checkpointing", "check_dropout_checkpointing", "check_inplace_
 
 LAB = LabInfo(2, "gradient checkpointing", "lab2_checkpointing")
 
-GRADING = [CHECKPOINTING, DROPOUT, IN_PLACE]
+GRADING = [CHECKPOINTING, IN_PLACE]  # DROPOUT: optional, ungraded (checked by check_dropout_checkpointing only)
 
 
 def check_checkpointing(fn: Callable) -> None:
@@ -26,7 +30,9 @@ def check_checkpointing(fn: Callable) -> None:
 
 
 def check_dropout_checkpointing(fn: Callable) -> None:
-    """Check ``checkpointed_forward_rng(blocks, x, segment_size)``: dropout's gradients equal plain backprop's."""
+    """Check ``checkpointed_forward_rng(blocks, x, segment_size)``: dropout's gradients equal plain backprop's.
+
+    The exercise is optional: its points are shown but not graded (it is not in ``GRADING``)."""
     run_exercise(DROPOUT, (fn,))
 
 

@@ -1,4 +1,4 @@
-"""The second graded exercise, ``checkpointed_forward_rng``: checkpointing that replays dropout exactly.
+"""The optional (ungraded) exercise, ``checkpointed_forward_rng``: checkpointing that replays dropout exactly.
 
 The gradients must be those of the network that produced the output, dropout masks included (the notebook asks
 what a replay does to them, and why). The probe runs the student's function on blocks with dropout from a seeded

@@ -16,9 +16,14 @@ from reference_checkpointing import (
 
 from labs_utils import checks, exercises
 from labs_utils.lab2_checkpointing.checks import GRADING, check_dropout_checkpointing
-from labs_utils.lab2_checkpointing.exercise_dropout import DROPOUT_GRADIENTS, RNG_LEFT_ALONE, STILL_CHECKPOINTING
+from labs_utils.lab2_checkpointing.exercise_dropout import (
+    DROPOUT,
+    DROPOUT_GRADIENTS,
+    RNG_LEFT_ALONE,
+    STILL_CHECKPOINTING,
+)
 
-EXERCISE = exercises.exercise_named(GRADING, "checkpointed_forward_rng: dropout replayed exactly")
+EXERCISE = DROPOUT
 ALL_PARTS = {DROPOUT_GRADIENTS, RNG_LEFT_ALONE, STILL_CHECKPOINTING}
 
 
@@ -210,3 +215,12 @@ def test_malformed_evidence_fails_every_part():
 
 def test_the_facade_exports_the_check():
     assert checks.check_dropout_checkpointing is check_dropout_checkpointing
+
+
+def test_the_exercise_is_optional_so_not_graded():
+    """Exercise 2 is ungraded: the grader and summary() run only GRADING, which leaves it out (13 points)."""
+    assert EXERCISE.name == "checkpointed_forward_rng: dropout replayed exactly"
+    assert EXERCISE not in GRADING
+    assert [e.name for e in GRADING] == ["checkpointed_forward: checkpointing from scratch",
+                                         "checkpointed_forward_inplace: an overwritten checkpoint"]
+    assert sum(e.points for e in GRADING) == 13
