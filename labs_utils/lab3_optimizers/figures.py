@@ -73,14 +73,24 @@ def _style(i: int) -> dict:
 def draw_trajectories(ax: Axes, runs: Mapping[str, Run], *, max_markers: int = 120) -> None:
     """Each run's path (dots at the iterates) in its own colour and line style, up to where it leaves the window.
 
-    Call after the window is set (e.g. by :func:`draw_landscape`); a cross marks where a path leaves it.
+    Call after the window is set (e.g. by :func:`draw_landscape`); a cross marks where a path leaves it (or
+    diverges), a large dot in the run's colour where it ends inside the window, drawn above every path so that a
+    run whose path another one covers still shows where it stopped.
     """
+    ended_inside = False
     for i, (label, run) in enumerate(runs.items()):
         path = _until_it_leaves(run.trajectory, ax)
         ax.plot(path[:, 0], path[:, 1], linewidth=1.4, marker="o" if len(path) <= max_markers else None,
                 markersize=2.5, label=f"{label} ({run.status})", **_style(i))
         if len(path) < len(run.trajectory) or run.diverged:
             ax.plot(*path[-1], marker="x", markersize=9, color=_style(i)["color"], linestyle="none")
+        else:
+            ax.plot(*path[-1], marker="o", markersize=7, color=_style(i)["color"], markeredgecolor="black",
+                    markeredgewidth=0.8, linestyle="none", zorder=6)
+            ended_inside = True
+    if ended_inside:
+        ax.plot([], [], marker="o", markersize=7, color="white", markeredgecolor="black", markeredgewidth=0.8,
+                linestyle="none", label="end of a run (its colour)")
     if runs:
         start = next(iter(runs.values())).trajectory[0]
         ax.plot(*start, marker="s", markersize=6, color="black", linestyle="none", label="start", zorder=5)

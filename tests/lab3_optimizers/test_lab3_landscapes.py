@@ -288,3 +288,16 @@ def test_rate_map_marks_the_edge_and_the_optimum():
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert labels[0].startswith("edge") and labels[1].startswith("Polyak")
     assert fig.axes[0].get_xlabel() == "learning rate α"
+
+
+def test_runs_that_end_inside_the_window_get_an_end_dot_in_their_colour():
+    land = lab3.ravine(30)
+    runs = lab3.run_all(land, {"slow": sgd(0.3), "exploding": sgd(2.3)}, steps=40)
+    fig = lab3.plot_trajectories(land, runs)
+    ax = fig.axes[0]
+    slow = next(ln for ln in ax.get_lines() if ln.get_label().startswith("slow"))
+    dots = [ln for ln in ax.get_lines() if ln.get_marker() == "o" and ln.get_markersize() == 7 and len(ln.get_xdata())]
+    assert len(dots) == 1  # the diverging run ends in a cross instead
+    assert dots[0].get_color() == slow.get_color()
+    assert tuple(dots[0].get_xydata()[0]) == pytest.approx(tuple(runs["slow"].trajectory[-1]))
+    assert "end of a run (its colour)" in [t.get_text() for t in ax.get_legend().get_texts()]
