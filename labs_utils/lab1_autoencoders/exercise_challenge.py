@@ -35,7 +35,7 @@ class Challenge:
     validation MSE of at most ``target_mse`` after that training (full mode); and the check's own training:
     ``check_steps`` Adam steps at ``check_lr`` on batches of ``check_batch`` of ``check_digits`` training digits,
     from seed ``check_seed``, to a validation MSE of at most ``check_mse`` on the last ``check_val_digits`` bundled
-    training digits, which it never trains on (the mean image: 0.068; an untrained model: 0.1-0.25), and at most
+    training digits, which it never trains on (the mean image: 0.067; an untrained model: 0.1-0.25), and at most
     ``check_good_mse`` for the second part."""
 
     code_dim: int = 32
@@ -197,7 +197,7 @@ def _judge_target(evidence: Any) -> str | None:
             f"Trained by the check ({rules.check_steps} Adam steps at lr {rules.check_lr} on batches of "
             f"{rules.check_batch} digits, seed {rules.check_seed}), {name} reaches a validation MSE of {mse:.4f} "
             f"on {rules.check_val_digits} held-out digits; the check asks for at most {rules.check_mse} (a model that "
-            "draws the mean image scores about 0.068).",
+            "draws the mean image scores about 0.067).",
             "a design that learns this fast: BatchNorm after the (transposed) convolutions, ReLU between layers, "
             "enough feature maps (three levels down and up with a few dozen feature maps in all reach below 0.03 "
             "here).")

@@ -39,7 +39,7 @@ def without_batchnorm(model: nn.Module) -> nn.Module:
 
 
 def mean_image_mse(x_train: torch.Tensor, x_val: torch.Tensor) -> float:
-    """The validation MSE of drawing the mean training image whatever the input: the error of learning nothing."""
+    """Validation MSE of drawing the mean training image: the best an output that ignores the input scores."""
     mean = x_train.float().mean(dim=0, keepdim=True)
     return F.mse_loss(mean.expand_as(x_val), x_val.float()).item()
 
@@ -65,7 +65,7 @@ class SeedRuns:
                 for seed in seeds]
         return markdown_table(["seed", *(f"validation MSE, {v}" for v in variants)], rows) + (
             f"\n\nIn brackets: each run's error as a share of the {self.baseline:.4f} of the mean image, which "
-            "is what learning nothing scores (100 %).")
+            "is the best an output that ignores the input scores (100 %).")
 
     def verdict(self) -> str:
         """One sentence with the range of each variant (and as a share of the mean image's error), and whether
