@@ -77,6 +77,7 @@ def draw_trajectories(ax: Axes, runs: Mapping[str, Run], *, max_markers: int = 1
     diverges), a large dot in the run's colour where it ends inside the window, drawn above every path so that a
     run whose path another one covers still shows where it stopped.
     """
+    end_dot = {"marker": "o", "markersize": 7, "markeredgecolor": "black", "markeredgewidth": 0.8, "linestyle": "none"}
     ended_inside = False
     for i, (label, run) in enumerate(runs.items()):
         path = _until_it_leaves(run.trajectory, ax)
@@ -85,12 +86,10 @@ def draw_trajectories(ax: Axes, runs: Mapping[str, Run], *, max_markers: int = 1
         if len(path) < len(run.trajectory) or run.diverged:
             ax.plot(*path[-1], marker="x", markersize=9, color=_style(i)["color"], linestyle="none")
         else:
-            ax.plot(*path[-1], marker="o", markersize=7, color=_style(i)["color"], markeredgecolor="black",
-                    markeredgewidth=0.8, linestyle="none", zorder=6)
+            ax.plot(*path[-1], color=_style(i)["color"], zorder=6, **end_dot)
             ended_inside = True
     if ended_inside:
-        ax.plot([], [], marker="o", markersize=7, color="white", markeredgecolor="black", markeredgewidth=0.8,
-                linestyle="none", label="end of a run (its colour)")
+        ax.plot([], [], color="white", label="end of a run (its colour)", **end_dot)
     if runs:
         start = next(iter(runs.values())).trajectory[0]
         ax.plot(*start, marker="s", markersize=6, color="black", linestyle="none", label="start", zorder=5)
