@@ -177,17 +177,19 @@ def grade_here(exercise: Exercise, objects: Sequence[Any], seed: int) -> dict[st
     return judge(exercise, found, seed)
 
 
-def run_exercise(exercise: Exercise, objects: Sequence[Any], seed: int | None = None) -> dict[str, str | None]:
+def run_exercise(exercise: Exercise, objects: Sequence[Any], seed: int | None = None,
+                 graded: bool = True) -> dict[str, str | None]:
     """What a ``check_...`` function does in the notebook: probe, then judge, then report.
 
     The evidence makes the same JSON round trip as in the grader. Prints one line per part; raises
-    AssertionError with the first failing part's message (and the score) when a part failed.
+    AssertionError with the first failing part's message (and the score) when a part failed. An optional
+    exercise (``graded=False``) reports "ungraded" instead of points.
     """
 
     seed = default_seed(exercise) if seed is None else seed
     verdicts = grade_here(exercise, objects, seed)
     failed = [(part, verdicts[part.name]) for part in exercise.parts if verdicts[part.name] is not None]
-    score = f"{points(exercise, verdicts):g}/{exercise.points:g} points"
+    score = f"{points(exercise, verdicts):g}/{exercise.points:g} points" if graded else "ungraded"
     if failed:
         passed_parts = [part.name for part in exercise.parts if verdicts[part.name] is None]
         lines = [f"{exercise.name}: {score}."]

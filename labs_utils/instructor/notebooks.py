@@ -12,7 +12,8 @@ Run both from the repository root. In a solution notebook:
   at the top level of a cell (a code question, not a function to fill in) becomes ``# YOUR CODE HERE`` alone, so
   "Restart & Run All" does not stop at a question the student has not reached;
 - markdown between lines ``<!-- BEGIN SOLUTION -->`` and ``<!-- END SOLUTION -->`` (a written answer)
-  becomes :data:`ANSWER_PROMPT`;
+  becomes :data:`ANSWER_PROMPT`, or :data:`PREDICTION_PROMPT` where the paragraph right above the block (back to
+  the previous blank line) contains ``**Your prediction`` (a prediction, written before the cell that measures it);
 - ``# NBVAL_...`` comment lines (test markers) are dropped, outputs and execution counts cleared, metadata
   reduced to what Colab and JupyterLab need. The output is byte-identical on every rebuild.
 """
@@ -21,7 +22,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import nbformat
@@ -36,6 +37,10 @@ MARKDOWN_BEGIN = "<!-- BEGIN SOLUTION -->"
 MARKDOWN_END = "<!-- END SOLUTION -->"
 ANSWER_PROMPT = ("**Your answer:** _(double-click to edit; show your steps, and back each claim about a result with a "
                  "number or a figure from this notebook)_")
+PREDICTION_PROMPT = ("**Your answer:** _(double-click to edit; reason from what the notebook has shown so far: no "
+                     "measurement is needed)_")
+ANSWER_PROMPTS = (ANSWER_PROMPT, PREDICTION_PROMPT)  # what an unanswered written answer still holds
+_PREDICTION_MARK = "**Your prediction"
 
 # Only these keys are written: what JupyterLab and Colab use, nothing tied to one machine or editor.
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
@@ -54,10 +59,12 @@ class SolutionMarkerError(ValueError):
     """A solution notebook whose markers do not pair up, or whose set-up cell is not the standard one."""
 
 
-def replace_solution_blocks(source: str, begin: str, end: str, stub: Sequence[str],
+def replace_solution_blocks(source: str, begin: str, end: str,
+                            stub: Sequence[str] | Callable[[list[str]], Sequence[str]],
                             top_level_stub: Sequence[str] | None = None) -> str:
     """Replace each ``begin`` ... ``end`` block of lines (markers included) by ``stub`` at the markers' indentation
-    (by ``top_level_stub``, when given, for markers that are not indented).
+    (by ``top_level_stub``, when given, for markers that are not indented). A callable ``stub`` is given the lines
+    written so far and returns the block's stub.
 
     A marker is a line whose stripped text equals ``begin`` or ``end``.
     """
@@ -69,7 +76,8 @@ def replace_solution_blocks(source: str, begin: str, end: str, stub: Sequence[st
             if indent is not None:
                 raise SolutionMarkerError(f"line {number}: {begin!r} inside another solution block")
             indent = line[: len(line) - len(line.lstrip())]
-            out.extend(indent + stub_line for stub_line in (stub if indent or top_level_stub is None
+            lines = stub(out) if callable(stub) else stub
+            out.extend(indent + stub_line for stub_line in (lines if indent or top_level_stub is None
                                                            else top_level_stub))
         elif marker == end:
             if indent is None:
@@ -88,9 +96,21 @@ def student_code(source: str) -> str:
     return replace_solution_blocks("\n".join(lines), CODE_BEGIN, CODE_END, CODE_STUB, TOP_LEVEL_CODE_STUB)
 
 
+def _answer_stub(above: list[str]) -> tuple[str]:
+    """PREDICTION_PROMPT if the paragraph right above the block holds ``**Your prediction``, else ANSWER_PROMPT."""
+    paragraph: list[str] = []
+    for line in reversed(above):
+        if not line.strip():
+            if paragraph:
+                break
+            continue
+        paragraph.append(line)
+    return (PREDICTION_PROMPT if any(_PREDICTION_MARK in line for line in paragraph) else ANSWER_PROMPT,)
+
+
 def student_markdown(source: str) -> str:
-    """The student version of a solution markdown cell (written answers become a prompt)."""
-    return replace_solution_blocks(source, MARKDOWN_BEGIN, MARKDOWN_END, (ANSWER_PROMPT,))
+    """The student version of a solution markdown cell (written answers become a prompt; predictions their own)."""
+    return replace_solution_blocks(source, MARKDOWN_BEGIN, MARKDOWN_END, _answer_stub)
 
 
 def _student_cell(cell: nbformat.NotebookNode, cell_id: str) -> nbformat.NotebookNode:

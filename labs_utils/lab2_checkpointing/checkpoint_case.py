@@ -166,9 +166,11 @@ def ran_in_your_function(case: dict, place: str) -> str | None:
                          "Call YourFunction.apply(...) with grad enabled: forward already runs without grad by "
                          "itself, so no torch.no_grad() is needed around apply, only inside forward.")
     return with_hint(f"Your Function {inside[0]['forward']} ran the blocks {place}, but none of its tensor inputs "
-                     "requires grad, so its output does not either and no gradient can reach the parameters.",
+                     "requires grad, so its output does not either and no gradient can reach the parameters: the "
+                     "blocks' parameters are not arguments of apply.",
                      "A Function's output requires grad only if one of its tensor inputs does (torch's reentrant "
-                     "checkpoint has the same flaw), and only its inputs receive the gradients backward returns.")
+                     "checkpoint has the same flaw), and only its inputs receive the gradients backward returns: "
+                     "Exercise 1's Hint 3 (the parameter trap) covers it.")
 
 
 def replayed_in_your_backward(case: dict, place: str) -> str | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ..checking import describe
 from ..exercises import LabInfo, run_exercise
 from .exercise_checkpointing import CHECKPOINTING
 from .exercise_dropout import DROPOUT
@@ -29,11 +30,19 @@ def check_checkpointing(fn: Callable) -> None:
     run_exercise(CHECKPOINTING, (fn,))
 
 
-def check_dropout_checkpointing(fn: Callable) -> None:
+def check_dropout_checkpointing(fn: Callable) -> bool:
     """Check ``checkpointed_forward_rng(blocks, x, segment_size)``: dropout's gradients equal plain backprop's.
 
-    The exercise is optional: its points are shown but not graded (it is not in ``GRADING``)."""
-    run_exercise(DROPOUT, (fn,))
+    The exercise is optional and ungraded (it is not in ``GRADING``): not implemented yet, it prints that it was
+    skipped and returns False, so Run All goes on; an attempt that fails raises as every check does."""
+    try:
+        run_exercise(DROPOUT, (fn,), graded=False)
+    except AssertionError as error:
+        if "not implemented yet" not in str(error):
+            raise
+        print(f"Exercise 2 (optional, ungraded) skipped: {describe(fn)} is not implemented.")
+        return False
+    return True
 
 
 def check_inplace_checkpointing(fn: Callable) -> None:

@@ -117,7 +117,9 @@ def _judge_autograd_grad(evidence: dict, inputs: dict) -> str | None:
          "on to the segment before, and torch.autograd.grad returns it for x." if found[0] is None and not none
          else "") or
         "torch.autograd.grad only sees what backward returns: return one gradient per argument of forward "
-        "(None for the non-tensor ones), the input's and every parameter's."
+        "(None for the non-tensor ones), the input's and every parameter's"
+        + ("; a parameter gets one only if it is an argument of apply (Exercise 1's Hint 3, the parameter trap)."
+           if none else ".")
         + (" Calling backward() inside backward fills .grad as a side effect instead, which loss.backward() hides."
            if side_effect else ""))
 

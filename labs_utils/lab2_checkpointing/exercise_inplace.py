@@ -11,8 +11,9 @@ every call, and records the output, the gradients, the bytes alive after forward
 error (with the phase it happened in), on the inputs :func:`inputs_inplace` draws from the seed where the seed is
 (the probe is sent the inputs, never the seed). The judge draws the same inputs, rebuilds the networks, runs
 plain backprop and compares. Both parts require that the function still checkpoints on a network whose in-place
-operations are harmless (inside segments), fed an input that requires grad and a batch of data, so a plain forward,
-the identity, the unfixed function or one that refuses every batch of data earn nothing.
+operations are harmless (inside segments), fed an input that requires grad and a batch of data, both modified in
+place before the call (``_version`` 1), so a plain forward, the identity, the unfixed function, one that refuses
+every batch of data or one that raises whenever ``x._version > 0`` earn nothing.
 """
 from __future__ import annotations
 
@@ -100,6 +101,8 @@ def _probe_case(fn: Callable, budget: Budget, name: str, inputs: dict) -> dict:
         with track_memory("cpu") as tracker:
             x = leaf * 1.0 if requires_grad else leaf.clone()  # made here, so it counts; not a leaf that
             # requires grad, so plain backprop may modify it in place
+            if name in GATE:
+                x.mul_(1.0)  # modified in place before the call (x._version 1), which must be accepted
             out = budget.call(fn, blocks, x, segment_size,
                               what=f"{describe(fn)}(blocks, x, segment_size={segment_size})")
         if not isinstance(out, torch.Tensor):
@@ -191,7 +194,10 @@ def _judge_harmless(record: Any, name: str, inputs: dict) -> str | None:
         return with_hint(f"Your function failed {where}, where every in-place operation modifies a temporary "
                          f"inside a segment, which is harmless: {_first_part(record['error'])}",
                          "Raise only when a segment's input (its checkpoint) was modified, not for any in-place "
-                         "operation or any batch of data, and replay each segment from an input it may modify.")
+                         "operation or any batch of data, and replay each segment from an input it may modify. "
+                         "If you read _version: this input was modified in place before your function was called "
+                         "(its _version is 1), so compare with the version saved in forward, before the segment "
+                         "ran, not with 0.")
     error = _relative_error(record, name, inputs)
     if error is None or error > 1e-10:
         return with_hint(f"The output or gradients {where} differ from plain backprop's"

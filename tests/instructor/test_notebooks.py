@@ -68,7 +68,7 @@ def restored(student: nbformat.NotebookNode, solution: nbformat.NotebookNode) ->
             cell.source = fill_in(cell.source, original.source, (notebooks.CODE_STUB, notebooks.TOP_LEVEL_CODE_STUB),
                                   notebooks.CODE_BEGIN, notebooks.CODE_END)
         elif cell.cell_type == "markdown":
-            cell.source = fill_in(cell.source, original.source, ((notebooks.ANSWER_PROMPT,),),
+            cell.source = fill_in(cell.source, original.source, tuple((p,) for p in notebooks.ANSWER_PROMPTS),
                                   notebooks.MARKDOWN_BEGIN, notebooks.MARKDOWN_END)
     return nb
 
@@ -101,6 +101,19 @@ def test_every_block_of_a_cell_is_replaced_and_code_outside_stays():
 def test_written_answers_become_a_prompt_and_the_question_stays():
     student = notebooks.student_markdown(gf.ANSWER)
     assert student == f"Why does double(x) give twice x?\n\n{notebooks.ANSWER_PROMPT}"
+
+
+def test_predictions_get_their_own_prompt():
+    """Review 23: a prediction, written before the cell that measures it, cannot back its claims with results."""
+    solution = "\n<!-- BEGIN SOLUTION -->\nSix.\n<!-- END SOLUTION -->"
+    for above in ("**Your prediction** (one line): how many?", "*Optional.* **Your prediction:** how many?",
+                  "<details><summary>Predict</summary>\n\n**Your prediction**, one line:\nhow many?\n</details>"):
+        assert notebooks.student_markdown(above + "\n" + solution).endswith("\n" + notebooks.PREDICTION_PROMPT)
+    for above in ("**What you observed** (compare with your prediction):",
+                  "**Your prediction**: how many?\n\n**Q1.** Why?"):
+        assert notebooks.student_markdown(above + "\n" + solution).endswith("\n" + notebooks.ANSWER_PROMPT)
+    student = notebooks.student_markdown("**Your prediction**: how many?" + solution + "\n\nWhy?" + solution)
+    assert student.count(notebooks.PREDICTION_PROMPT) == 1 and student.endswith(notebooks.ANSWER_PROMPT)
 
 
 def test_test_markers_are_dropped_from_student_code():

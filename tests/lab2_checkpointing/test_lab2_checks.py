@@ -574,6 +574,15 @@ def test_the_missing_gradient_hint_does_not_blame_detaching_when_parameters_are_
     assert "detach" not in hint(message)
 
 
+def test_the_parameter_trap_is_named_and_points_to_the_hint_that_covers_it():
+    """Review 23: most students fall into it (the parameters not passed to apply); the message names that mistake
+    and sends them to Exercise 1's Hint 3."""
+    result = verdicts(only_x_as_input)
+    assert "parameters are not arguments of apply" in result[NO_INPUT_GRAD]
+    for part in (NO_INPUT_GRAD, AUTOGRAD_GRAD):
+        assert "Hint 3 (the parameter trap)" in result[part] or "Hint 3, the parameter trap" in result[part]
+
+
 def test_none_for_the_input_is_told_to_return_the_input_gradient_not_to_recompute_with_grad():
     result = verdicts(none_for_the_input)
     for part in (GRADIENTS, NO_INPUT_GRAD, AUTOGRAD_GRAD):

@@ -205,6 +205,22 @@ def test_raising_for_every_in_place_operation_is_refused():
     assert "harmless" in result[IN_PLACE_DATA]
 
 
+def test_a_version_guard_against_zero_is_refused():
+    """Review 23: a guard that raises whenever x._version > 0 passed, because every harmless input had version 0;
+    the harmless inputs are now modified in place before the call, which the exercise says must be accepted."""
+    class VersionAboveZero(VersionCheckInBackward):
+        @staticmethod
+        def backward(ctx, grad_output):
+            x, *params = ctx.saved_tensors
+            if x._version > 0:
+                raise RuntimeError("the checkpoint was modified in place")
+            return _backward_from(ctx, x, params, grad_output)
+    result = verdicts(lambda blocks, x, segment_size: apply_all(VersionAboveZero, blocks, x, segment_size))
+    assert exercises.points(EXERCISE, result) == 0
+    assert "harmless" in result[IN_PLACE_DATA]
+    assert "compare with the version saved in forward" in result[IN_PLACE_DATA]
+
+
 def test_refusing_every_batch_of_data_earns_nothing():
     """Review 18: exercise 1's function that raises for any input that does not require grad "caught" the data
     case in forward and earned 2 of 3 points; the gate now feeds the harmless network a batch of data too."""

@@ -6,8 +6,9 @@
     empty_answers(sheet)                    # {"alice": [Question(... "Q2" ...)], ...}
 
 A written question is a markdown cell of the solution holding ``<!-- BEGIN SOLUTION -->`` ...
-``<!-- END SOLUTION -->``; students see :data:`~labs_utils.instructor.notebooks.ANSWER_PROMPT` in its
-place. The question is the text before the block in that cell, else the nearest markdown cell above it.
+``<!-- END SOLUTION -->``; students see :data:`~labs_utils.instructor.notebooks.ANSWER_PROMPT` (or
+``PREDICTION_PROMPT``) in its place. The question is the text before the block in that cell, else the nearest
+markdown cell above it.
 
 Finding an answer never relies on cell ids or metadata (Colab rewrites both). The solution's other markdown
 cells are landmarks, recognised by their text even when edited a little; each piece of text a student wrote
@@ -31,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..notebooks import ANSWER_PROMPT, MARKDOWN_BEGIN, MARKDOWN_END, student_markdown
+from ..notebooks import ANSWER_PROMPTS, MARKDOWN_BEGIN, MARKDOWN_END, student_markdown
 from .safe_markdown import markdown_html
 from .submissions import NotANotebook, read_cells
 
@@ -77,7 +78,9 @@ def _normal(text: str) -> str:
 
 
 def _without_prompt(text: str) -> str:
-    return _PROMPT_PARTS.sub("", text.replace(ANSWER_PROMPT, "")).strip()
+    for prompt in ANSWER_PROMPTS:
+        text = text.replace(prompt, "")
+    return _PROMPT_PARTS.sub("", text).strip()
 
 
 def solution_notebook(lab: int, solutions_dir: Path = Path("solutions")) -> Path:

@@ -304,7 +304,7 @@ def check_imports(options: Options) -> Options:
 
 def grade_submission(path: Path, student: str, options: Options) -> SubmissionResult:
     """Grade one file; never raises (a failure of the grader itself gives status "grader-error")."""
-    from ..notebooks import ANSWER_PROMPT
+    from ..notebooks import ANSWER_PROMPTS
 
     result = SubmissionResult(student=student, path=str(path))
     try:
@@ -337,7 +337,7 @@ def grade_submission(path: Path, student: str, options: Options) -> SubmissionRe
             result.problems.append(f"the grader failed: {dict(options.import_errors)[number]}")
         else:
             result.lab = number
-            result.empty_answers = empty_answers(cells, ANSWER_PROMPT)
+            result.empty_answers = empty_answers(cells, ANSWER_PROMPTS)
             sandbox, _ = sandbox_for(options.sandbox, options.hidden, lab_modules(options), options.limits(True))
             result.sandboxed = sandbox is not None
             flags = _screened(cells, lab) if options.screen else {}

@@ -93,13 +93,16 @@ def read_cells(raw: bytes) -> list[Cell]:
     return cells
 
 
-def empty_answers(cells: Sequence[Cell], prompt: str) -> list[str]:
-    """Where the written answers left empty are: markdown cells still holding the student notebook's answer
-    prompt unchanged, each as "the answer to “<question's first line>” (under “<heading>”)"."""
+def empty_answers(cells: Sequence[Cell], prompt: str | Sequence[str]) -> list[str]:
+    """Where the written answers left empty are: markdown cells still holding one of the student notebook's answer
+    prompts unchanged, each as "the answer to “<question's first line>” (under “<heading>”)"."""
+    prompts = [p.strip() for p in ([prompt] if isinstance(prompt, str) else prompt)]
     found = []
     for cell in cells:
-        if cell.cell_type == "markdown" and prompt.strip() in (line.strip() for line in cell.source.splitlines()):
-            question = cell.first_line if cell.first_line.strip() != prompt.strip()[:60].strip() else ""
+        lines = {line.strip() for line in cell.source.splitlines()}
+        held = next((p for p in prompts if p in lines), None) if cell.cell_type == "markdown" else None
+        if held is not None:
+            question = cell.first_line if cell.first_line.strip() != held[:60].strip() else ""
             where = f" (under “{cell.heading}”)" if cell.heading else ""
             found.append((f"the answer to “{question}”" if question else "an answer") + where)
     return found

@@ -25,7 +25,7 @@ from labs_utils.instructor.grading.results import Status, SubmissionResult
 from labs_utils.instructor.grading.run import _withheld, judged
 from labs_utils.instructor.grading.sandbox import LIB, Sandbox, repository_roots
 from labs_utils.instructor.grading.submissions import defined_names, empty_answers, read_cells, without_shell_commands
-from labs_utils.instructor.notebooks import ANSWER_PROMPT
+from labs_utils.instructor.notebooks import ANSWER_PROMPT, ANSWER_PROMPTS, PREDICTION_PROMPT
 
 
 def test_reading_accepts_nbformat3_and_line_lists():
@@ -52,6 +52,11 @@ def test_empty_written_answers_are_found():
     cells = read_cells(json.dumps(gf.toy_student(1)).encode())
     assert empty_answers(cells, ANSWER_PROMPT) == [f"the answer to “{gf.QUESTION}” (under “Toy lab 1”)"]
     assert empty_answers(read_cells(json.dumps(gf.toy_solution(1)).encode()), ANSWER_PROMPT) == []
+    student = json.dumps(gf.toy_student(1)).replace(json.dumps(ANSWER_PROMPT)[1:-1],
+                                                    json.dumps(PREDICTION_PROMPT)[1:-1])  # a prediction's prompt
+    assert PREDICTION_PROMPT in student
+    assert empty_answers(read_cells(student.encode()), ANSWER_PROMPTS) == [
+        f"the answer to “{gf.QUESTION}” (under “Toy lab 1”)"]
 
 
 def test_defined_names_sees_definitions_despite_magics_and_syntax_errors():
