@@ -134,8 +134,9 @@ def plot_budget(results: dict) -> Figure:
         ax.plot(batches, peaks, marker, color=color, markersize=5, markeredgecolor="0.15", markeredgewidth=0.7,
                 linestyle="none", zorder=4, label=f"{name}: largest batch {result.batch_size}")
     ax.axhline(budget / MiB, color="0.2", linestyle="--", linewidth=1, label=f"budget {budget / MiB:.0f} MiB")
-    ax.plot([], [], color="0.4", linewidth=1.2, alpha=0.7, label="straight-line fit to the dots")  # legend only
-    ax.plot([], [], "*", color="0.4", markersize=13, alpha=0.45, label="largest batch under the budget")
+    # legend only: the fits and stars are drawn in each variant's colour
+    ax.plot([], [], color="0.4", linewidth=1.2, alpha=0.7, label="straight-line fit, in each variant's colour")
+    ax.plot([], [], "*", color="0.4", markersize=13, alpha=0.45, label="largest batch under the budget, in its colour")
     ax.set_xlabel("batch size")
     ax.set_ylabel("measured peak memory (MiB)\nparameters included")
     ax.set_title("Largest batch under the same memory budget")
