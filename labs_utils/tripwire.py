@@ -91,7 +91,9 @@ def trip_wires(references: Sequence[str]) -> Iterator[list[str]]:
 
 def delegation_message(references: Sequence[str], calls: Sequence[str]) -> str:
     """The message a student sees when a trip-wire fired."""
-    hint = " ".join(HINTS.get(r, f"Write the measurement yourself: the course helpers in {r} are what the check "
-                                 "compares against.") for r in references)
-    return (f"Your code called the reference implementation it is compared against ({'; '.join(calls[:3])}).\n"
-            f"Hint: {hint}")
+    hint = " ".join(HINTS.get(r, f"Write the measurement yourself: no function of {r} may run in this exercise "
+                                 "(the landscapes, runs and sweeps included); build what you need with torch.")
+                    for r in references)
+    what = ("the reference implementation it is compared against" if any(r in HINTS for r in references)
+            else "a course helper this exercise asks you to write yourself")
+    return f"Your code called {what} ({'; '.join(calls[:3])}).\nHint: {hint}"

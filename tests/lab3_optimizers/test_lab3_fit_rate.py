@@ -155,6 +155,19 @@ def test_one_ratio_of_neighbouring_gaps_fails_the_noisy_curves():
 
 
 @pytest.mark.parametrize("seed", [0, 7, 123456])
+def test_a_two_gap_slope_over_the_tail_fails_the_noisy_curves(seed):
+    """Hint 3's 'two points or many': the slope between the gap at 35 % of the usable steps and the last one fails
+    the noise part (it passed on 0 of 300 seeds when the curves were chosen, the reference fit on all 300)."""
+    def two_gaps(gaps):
+        usable = gaps[gaps > 0]
+        start = int(0.35 * len(usable))
+        return (usable[-1] / usable[start]) ** (1 / (2 * (len(usable) - 1 - start)))
+
+    assert NOISE in failed(two_gaps, seed)
+    assert "the ratio of two gaps or a short window follows the noise" in verdicts(two_gaps, seed)[NOISE]
+
+
+@pytest.mark.parametrize("seed", [0, 7, 123456])
 def test_the_labs_own_two_gap_tail_rate_copied_does_not_pass(seed):
     """convergence._tail_rate (the table's rate between two fixed steps of a noise-free curve) is readable in the
     package: copied as fit_rate it meets the zeros of an underflowed run and fails that part."""

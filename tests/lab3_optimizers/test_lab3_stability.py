@@ -213,7 +213,7 @@ def test_a_bisection_over_the_labs_runs_earns_nothing():
         return low
 
     found = grade(borrowed)
-    assert exercises.points(STABILITY, found) == 0 and "course helpers" in found[GD]
+    assert exercises.points(STABILITY, found) == 0 and "a course helper this exercise asks you" in found[GD]
 
 
 def test_a_search_over_the_labs_learning_rate_sweep_earns_nothing():
@@ -224,7 +224,19 @@ def test_a_search_over_the_labs_learning_rate_sweep_earns_nothing():
         return float(lrs[max(int(np.argmax(diverging)) - 1, 0)])
 
     found = grade(borrowed)
-    assert exercises.points(STABILITY, found) == 0 and "course helpers" in found[NESTEROV]
+    assert exercises.points(STABILITY, found) == 0 and "a course helper this exercise asks you" in found[NESTEROV]
+
+
+def test_building_f_with_the_labs_quadratic_is_refused_without_calling_it_a_reference():
+    """Cell 41 says every helper of the landscapes module is refused, lab3.quadratic included; the message does not
+    call it the reference implementation (it builds a loss, the check compares with closed forms and torch's SGD)."""
+    def borrowed_loss(make_optimizer, curvature):
+        lab3.quadratic("f", (curvature, curvature), start=(1.0, 1.0), half_width=(1.0, 1.0))
+        return 2.0 / curvature
+
+    found = grade(borrowed_loss)
+    assert exercises.points(STABILITY, found) == 0
+    assert "landscapes.py: quadratic" in found[GD] and "reference implementation" not in found[GD]
 
 
 def test_the_nesterov_reference_is_not_a_public_name():
