@@ -14,11 +14,15 @@ from __future__ import annotations
 import atexit
 import itertools
 import os
+import threading
+import time
 from pathlib import Path
 
 ROOT = Path("/sys/fs/cgroup")
+SETTLE_SECONDS = 60.0  # an empty cgroup younger than this may still be waiting for its sandbox's shell to join it
 _names = itertools.count()
-_made: list[Path] = []  # folders created by this process, removed once empty
+_made: dict[Path, float] = {}  # folders created by this process (when, time.monotonic()), removed once empty
+_lock = threading.Lock()  # the grading batch starts kernels from more than one thread
 
 
 def _own(controller: str) -> Path | None:
@@ -76,16 +80,22 @@ def _orphans(parent: Path) -> list[Path]:
     return found
 
 
-def release() -> None:
-    """Remove the cgroups this process made whose processes have all ended (the others stay for a later call)."""
-    for folder in list(_made):
-        try:
-            folder.rmdir()
-            _made.remove(folder)
-        except FileNotFoundError:
-            _made.remove(folder)
-        except OSError:  # still has processes
-            pass
+def release(min_age: float = 0.0) -> None:
+    """Remove the cgroups this process made whose processes have all ended, of those made ``min_age`` seconds ago or
+    earlier (the others stay for a later call). :func:`create` passes ``SETTLE_SECONDS``: a cgroup another thread
+    has just made is empty until its kernel's shell joins it."""
+    now = time.monotonic()
+    with _lock:
+        for folder, made in list(_made.items()):
+            if now - made < min_age:
+                continue
+            try:
+                folder.rmdir()
+            except FileNotFoundError:
+                pass
+            except OSError:  # still has processes
+                continue
+            _made.pop(folder, None)
 
 
 atexit.register(release)
@@ -94,9 +104,10 @@ atexit.register(release)
 def create(memory_bytes: int, max_processes: int) -> list[str]:
     """New cgroups capping memory (``memory_bytes``, swap included; 0: no memory cap) and processes; the
     ``cgroup.procs`` files a process writes its pid to, to join them ([] where cgroups cannot be made here)."""
-    release()
+    release(SETTLE_SECONDS)
     name = f"labs-grade-{os.getpid()}-{next(_names)}"
     joins: list[str] = []
+    mine: list[Path] = []
     try:
         for kind, parent in _parents().items():
             for orphan in _orphans(parent):
@@ -106,7 +117,9 @@ def create(memory_bytes: int, max_processes: int) -> list[str]:
                     pass
             folder = parent / name
             folder.mkdir()
-            _made.append(folder)
+            with _lock:
+                _made[folder] = time.monotonic()
+            mine.append(folder)
             if kind in ("memory", "v2") and memory_bytes > 0:
                 _write(folder, "memory.limit_in_bytes" if kind == "memory" else "memory.max", memory_bytes)
                 _write(folder, "memory.memsw.limit_in_bytes" if kind == "memory" else "memory.swap.max",
@@ -115,6 +128,12 @@ def create(memory_bytes: int, max_processes: int) -> list[str]:
                 _write(folder, "pids.max", max_processes)
             joins.append(str(folder / "cgroup.procs"))
     except OSError:  # a hierarchy that refuses us: no cgroup rather than half of one
-        release()
+        for folder in mine:
+            try:
+                folder.rmdir()
+            except OSError:
+                continue
+            with _lock:
+                _made.pop(folder, None)
         return []
     return joins

@@ -5,6 +5,7 @@ import csv
 import json
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -314,6 +315,33 @@ def test_a_kernels_processes_share_one_memory_cap(tmp_path, monkeypatch, capped)
             break
         time.sleep(0.1)
     assert not cgroups._made
+
+
+def test_cgroups_release_from_many_threads_at_once_and_spares_the_ones_just_made(tmp_path, monkeypatch):
+    """The grading batch starts kernels from two threads: each create() releases the empty cgroups first. Two
+    releases at once must not fail (a grader-error for the whole batch), and a cgroup another thread has just made,
+    still empty until its kernel's shell joins it, must stay."""
+    old = {tmp_path / f"old{i}": time.monotonic() - 2 * cgroups.SETTLE_SECONDS for i in range(300)}
+    fresh = tmp_path / "fresh"
+    for folder in [*old, fresh]:
+        folder.mkdir()
+    monkeypatch.setattr(cgroups, "_made", {**old, fresh: time.monotonic()})
+    errors, start = [], threading.Barrier(8)
+
+    def release():
+        start.wait()
+        try:
+            cgroups.release(cgroups.SETTLE_SECONDS)
+        except Exception as error:  # noqa: BLE001 - any error here is the bug
+            errors.append(error)
+
+    threads = [threading.Thread(target=release) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors and list(cgroups._made) == [fresh] and fresh.is_dir()
+    assert not any(folder.exists() for folder in old)
 
 
 @needs_sandbox
