@@ -167,6 +167,19 @@ def test_a_two_gap_slope_over_the_tail_fails_the_noisy_curves(seed):
     assert "the ratio of two gaps or a short window follows the noise" in verdicts(two_gaps, seed)[NOISE]
 
 
+@pytest.mark.parametrize("fraction", [2, 4], ids=["second half", "last quarter"])
+def test_a_mean_of_log_differences_gets_the_noise_hint_not_the_base_hint(fraction):
+    """Review r28: the mean of np.diff(np.log(tail)) is a two-point estimate; at the notebook's seed its ratio on
+    one noisy curve lands near 2/ln 10 by chance, which must not be read as a log10 mistake."""
+    def mean_of_differences(gaps):
+        usable = gaps[gaps > 0]
+        return math.exp(np.mean(np.diff(np.log(usable[len(usable) - len(usable) // fraction:]))) / 2)
+
+    found = verdicts(mean_of_differences, exercises.default_seed(FIT_RATE))[NOISE]
+    assert found is not None and "the ratio of two gaps or a short window follows the noise" in found
+    assert "ln 10" not in found
+
+
 @pytest.mark.parametrize("seed", [0, 7, 123456])
 def test_the_labs_own_two_gap_tail_rate_copied_does_not_pass(seed):
     """convergence._tail_rate (the table's rate between two fixed steps of a noise-free curve) is readable in the
