@@ -183,7 +183,9 @@ def _ratio(entry: Any, spec: Curve, seed: int) -> float:
     return math.log(mine) / math.log(curve(spec, seed)[1])
 
 
-def _judge_curve(entry: Any, spec: Curve, seed: int, part_ratios: tuple[float, ...] = ()) -> str | None:
+def _judge_curve(entry: Any, spec: Curve, seed: int, curves: dict) -> str | None:
+    """None if this curve's rate is within the tolerance, else what went wrong (``curves``: every curve's entry,
+    read only on a miss, for the hint's view of the whole part)."""
     gaps, true, transient = curve(spec, seed)
     steps, zeros_from = len(gaps) - 1, int(np.argmax(gaps == 0)) if (gaps == 0).any() else len(gaps)
     where = f"on the curve '{spec.name}' ({steps} steps)"
@@ -201,6 +203,7 @@ def _judge_curve(entry: Any, spec: Curve, seed: int, part_ratios: tuple[float, .
         return f"no rate recorded {where}."
     if math.isfinite(mine) and 0 < mine < 1 and abs(math.log(mine) / math.log(true) - 1) <= TOLERANCE:
         return None
+    part_ratios = tuple(_ratio(curves.get(other.name), other, seed) for other in CURVES if other.part == spec.part)
     return with_hint(f"{where[0].upper()}{where[1:]} the error contracts by r = {true:.5f} per step; your fit_rate "
                      f"returned {mine:.5g} (ln r should be within {TOLERANCE:.0%}).",
                      _hint(spec, float(mine), true, steps, transient, zeros_from, part_ratios))
@@ -214,9 +217,7 @@ def judge_fit_rate(evidence: Any, *, seed: int) -> dict[str, str | None]:
     verdicts: dict[str, str | None] = {part: None for part in POINTS}
     for spec in CURVES:
         if verdicts[spec.part] is None:
-            part_ratios = tuple(_ratio(curves.get(other.name), other, seed) for other in CURVES
-                                if other.part == spec.part)
-            verdicts[spec.part] = _judge_curve(curves.get(spec.name), spec, seed, part_ratios)
+            verdicts[spec.part] = _judge_curve(curves.get(spec.name), spec, seed, curves)
     return verdicts
 
 
