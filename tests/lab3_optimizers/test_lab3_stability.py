@@ -20,13 +20,19 @@ from labs_utils.lab3_optimizers.exercise_stability import _nesterov_limit as nes
 pytestmark = pytest.mark.slow
 
 
-def final_size(make_optimizer, curvature, lr, steps, gradient=None):
+def sizes(make_optimizer, curvature, lr, steps, gradient=None):
+    """|x| after each of ``steps`` optimizer steps from x = 1 (gradient curvature·x unless given)."""
     x = torch.ones(1, dtype=torch.float64, requires_grad=True)
-    optimizer = make_optimizer([x], lr)
+    optimizer, found = make_optimizer([x], lr), []
     for _ in range(steps):
         x.grad = (gradient or (lambda y: curvature * y))(x.detach())
         optimizer.step()
-    return float(x.detach().abs())
+        found.append(float(x.detach().abs()))
+    return found
+
+
+def final_size(make_optimizer, curvature, lr, steps, gradient=None):
+    return sizes(make_optimizer, curvature, lr, steps, gradient)[-1]
 
 
 def bisection(stable, curvature, iterations=16):
@@ -90,16 +96,6 @@ def test_a_test_for_overflow_within_a_few_steps_reads_too_high():
 
     found = grade(overflow_only)
     assert found[GD] is not None and "too high" in found[GD]
-
-
-def sizes(make_optimizer, curvature, lr, steps):
-    x = torch.ones(1, dtype=torch.float64, requires_grad=True)
-    optimizer, found = make_optimizer([x], lr), []
-    for _ in range(steps):
-        x.grad = curvature * x.detach()
-        optimizer.step()
-        found.append(float(x.detach().abs()))
-    return found
 
 
 def peaks_compared(make_optimizer, curvature):
