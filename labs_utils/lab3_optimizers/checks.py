@@ -18,7 +18,8 @@ __all__ = ["check_optimizer", "check_fit_rate", "check_stability", "OPTIMIZER_NA
 
 LAB = LabInfo(3, "optimizers", "lab3_optimizers")
 
-WORKED = ("AdaGrad", "AdamW")  # not graded: AdamW is a worked step of the notebook, AdaGrad torch.optim.Adagrad there
+# not graded: the notebook gives RMSProp, works AdamW as a step, and uses torch.optim.Adagrad as AdaGrad
+WORKED = ("RMSProp", "AdaGrad", "AdamW")
 CHECKS = [*OPTIMIZERS, FIT_RATE, STABILITY]  # every check the lab offers, graded or not
 GRADING = [exercise for exercise in CHECKS if exercise.name not in WORKED]
 
@@ -26,8 +27,8 @@ GRADING = [exercise for exercise in CHECKS if exercise.name not in WORKED]
 def check_optimizer(name: str, cls: type) -> None:
     """Check an optimizer class against its torch.optim counterpart, step for step, part by part.
 
-    ``name`` is one of "sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw", "adagrad" (AdaGrad and AdamW are
-    worked steps of the notebook, checked on request but not graded).
+    ``name`` is one of "sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw", "adagrad" (RMSProp, AdaGrad and
+    AdamW are given or worked in the notebook: checked on request but not graded).
     """
     if name not in SPECS:
         raise ValueError(f"unknown optimizer {name!r}: use one of {', '.join(OPTIMIZER_NAMES)}")
