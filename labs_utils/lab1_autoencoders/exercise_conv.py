@@ -2,8 +2,8 @@
 
 The text gives no layer table, only what the model must do: codes of ``code_dim`` numbers, images of 28 x 28
 rebuilt by transposed convolutions (the student works out their padding), at most ``MAX_NUMBERS`` numbers held,
-pixels from black to white, every image passing through the code, and a validation MSE the check's own short
-training must reach. The probe measures what :func:`.exercise_autoencoders.probe_autoencoder` measures, plus
+pixels from black to white out of a sigmoid, every image passing through the code, and a validation MSE the check's
+own short training must reach. The probe measures what :func:`.exercise_autoencoders.probe_autoencoder` measures, plus
 whether ``forward`` is ``decoder(encoder(x))`` (no path around the code, no state passed from the encoder to the
 decoder) and the validation MSE after ``STEPS`` Adam steps on bundled MNIST digits from a fixed seed; the judge
 decides each part, so a model that is right but for one thing keeps the other parts' points.
@@ -23,6 +23,7 @@ from . import exercise_autoencoders as ae
 from ._calls import StudentCalls
 from ._inputs import draw_images, generator
 from .exercise_challenge import _digits
+from .experiments import sigmoid_inputs
 
 CODE_DIM, OTHER_CODE_DIM = 32, 8
 MAX_NUMBERS = 350_000  # at code_dim 32; the dense autoencoder with a 32-number code holds 439,728
@@ -77,6 +78,14 @@ def probe_conv(cls: Any, *, inputs: dict) -> dict:
                                         what=f"{name} on {VAL_DIGITS} validation digits")
     except AssertionError as exc:
         evidence["contract_error"] = str(exc)
+    try:  # what the model's output is a sigmoid of, on a fresh model (None: no sigmoid at the output)
+        with seeded(SEED):
+            model = measure.build(cls, name, calls)
+            found = calls(sigmoid_inputs, model, inputs["bypass_images"], False, what=f"{name}(images)",
+                          student=model)
+        evidence["sigmoid_output"] = found is not None
+    except AssertionError:
+        pass  # the other parts say what failed
     return evidence
 
 
@@ -98,6 +107,23 @@ def _judge_bypass(evidence: dict) -> str | None:
                          f"images (up to {state_gap:.3g} apart): information reaches the decoder around the code.",
                          "the decoder may use nothing but its input, the code: no tensors kept by the encoder "
                          "(self.something = x), no skip connections between the halves.")
+    return None
+
+
+def _judge_pixels(evidence: dict, base_range: str | None, bypass: str | None) -> str | None:
+    """The range of ``probe_autoencoder``, then the contract's "a sigmoid right after the last layer": a clamp or a
+    rescaling also keeps pixels in [0, 1] but has no slope where it clips, and section 4 reads the sigmoid's input.
+    A path around the code (``bypass``) also makes the output something else than a sigmoid: the first part
+    says so, and this one does not count it twice."""
+    if base_range is not None:
+        return base_range
+    if bypass is None and evidence.get("sigmoid_output") is False:
+        name = evidence["name"]
+        return with_hint(f"{name}'s pixels stay in [0, 1], but its output is not a sigmoid of the last layer's output "
+                         "(the check looks for nn.Sigmoid, torch.sigmoid or F.sigmoid right after the last layer).",
+                         "the contract ends the decoder with nn.Sigmoid() right after its last layer: a clamp or a "
+                         "rescaling passes no gradient where it clips, and section 4's diagnosis reads what enters "
+                         "the sigmoid.")
     return None
 
 
@@ -156,7 +182,7 @@ def judge_conv(evidence: Any, *, seed: int) -> dict:
     learns = (bypass if bypass is not None and bypass == evidence.get("contract_error")  # it could not measure
               else _judge_learns(evidence, base[ae.TRAINS], bottleneck))
     return {SHAPES: shapes, ae.LAYERS: base[ae.LAYERS], BUDGET: _judge_budget(evidence, record),
-            ae.RANGE: base[ae.RANGE], LEARNS: learns}
+            ae.RANGE: _judge_pixels(evidence, base[ae.RANGE], bypass), LEARNS: learns}
 
 
 CONV = Exercise("Convolutional autoencoder", ("ConvAutoencoder",), PARTS, probe_conv, judge_conv, inputs=inputs_conv)

@@ -332,6 +332,7 @@ CONV_MISTAKES = [
                                                         "tensors), over the budget of 350,000"),
     (narrow(before_output=nn.ReLU()), [ae.RANGE, cv.LEARNS], "can never draw a black pixel"),
     (conv_variant(output=nn.Identity()), [ae.RANGE, cv.LEARNS], "end the decoder with nn.Sigmoid()"),
+    (conv_variant(output=nn.Hardtanh(0.0, 1.0)), [ae.RANGE, cv.LEARNS], "is not a sigmoid of the last layer's output"),
     (MapsAsCode, [cv.SHAPES, cv.BUDGET, cv.LEARNS], "to (16, 32, 4, 4); expected codes shaped (16, 32)"),
     (SkipAroundTheCode, [cv.SHAPES, cv.LEARNS], "forward takes a path around the code"),
     (KeepsTheInput, [cv.SHAPES, cv.LEARNS], "information reaches the decoder around the code"),
