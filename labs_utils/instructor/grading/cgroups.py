@@ -80,6 +80,17 @@ def _orphans(parent: Path) -> list[Path]:
     return found
 
 
+def _remove(folder: Path) -> None:
+    """Remove one of ``_made`` and forget it, unless processes still run in it (the caller holds ``_lock``)."""
+    try:
+        folder.rmdir()
+    except FileNotFoundError:
+        pass
+    except OSError:  # still has processes
+        return
+    _made.pop(folder, None)
+
+
 def release(min_age: float = 0.0) -> None:
     """Remove the cgroups this process made whose processes have all ended, of those made ``min_age`` seconds ago or
     earlier (the others stay for a later call). :func:`create` passes ``SETTLE_SECONDS``: a cgroup another thread
@@ -87,15 +98,8 @@ def release(min_age: float = 0.0) -> None:
     now = time.monotonic()
     with _lock:
         for folder, made in list(_made.items()):
-            if now - made < min_age:
-                continue
-            try:
-                folder.rmdir()
-            except FileNotFoundError:
-                pass
-            except OSError:  # still has processes
-                continue
-            _made.pop(folder, None)
+            if now - made >= min_age:
+                _remove(folder)
 
 
 atexit.register(release)
@@ -128,12 +132,8 @@ def create(memory_bytes: int, max_processes: int) -> list[str]:
                 _write(folder, "pids.max", max_processes)
             joins.append(str(folder / "cgroup.procs"))
     except OSError:  # a hierarchy that refuses us: no cgroup rather than half of one
-        for folder in mine:
-            try:
-                folder.rmdir()
-            except OSError:
-                continue
-            with _lock:
-                _made.pop(folder, None)
+        with _lock:
+            for folder in mine:
+                _remove(folder)
         return []
     return joins
